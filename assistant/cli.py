@@ -1,0 +1,153 @@
+"""Command line: ``python -m assistant ask|serve|ingest|eval|eval-abstention``. Thin: it parses and prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import Settings, load_settings
+from .errors import AssistantError
+
+
+def _print(text: str = "", file=None) -> None:  # noqa: ANN001 - a stream
+    print(text, file=file or sys.stdout, flush=True)  # noqa: T201 - this is the CLI
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from .service import create_assistant
+
+    assistant = create_assistant(settings)
+    questions = (line.rstrip("\n") for line in sys.stdin) if args.question == "-" else [args.question]
+    for question in questions:
+        reply = assistant.ask(question)
+        if args.json:
+            _print(json.dumps(reply.to_dict(), ensure_ascii=False))
+        else:
+            _print(f"[{reply.status}]\n{reply.answer}")
+            for source in reply.sources:
+                _print(f"  source: {source.article} > {source.section} (score {source.score:.2f})")
+            _print()
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from .chunking import Chunker
+    from .corpus import load_corpus
+    from .embeddings import Embedder
+    from .indexing import ingest, rollback
+    from .store import open_store
+    from .triage import load_rules
+
+    if args.check:
+        articles = load_corpus(settings.corpus_dir)
+        rules = load_rules(settings.corpus_dir)
+        _print(
+            f"Corpus OK: {len(articles)} article(s), {len(rules.flags)} red flags, "
+            f"{len(rules.topics)} not-covered topics in {settings.corpus_dir}"
+        )
+        return 0
+    store = open_store(settings.index_dir, settings.chroma_url)
+    try:
+        if args.rollback:
+            manifest = rollback(store, settings.index_dir)
+            _print(f"Rolled back: version {manifest.version} (built {manifest.built_at}) is active again.")
+            return 0
+        load_rules(settings.corpus_dir)  # a broken rules file stops ingest before anything is written
+        gate = None
+        if args.gate:
+            from .evalset import make_gate
+
+            gate = make_gate(Path(args.gate), settings)
+        report = ingest(
+            store,
+            settings.corpus_dir,
+            settings.index_dir,
+            Embedder(settings.embed_model),
+            Chunker(settings.chunk_size, settings.chunk_overlap),
+            dry_run=args.dry_run,
+            full=args.full,
+            keep_versions=settings.keep_versions,
+            gate=gate,
+            progress=not args.quiet,
+            log=lambda line: _print(line, sys.stderr),
+        )
+    finally:
+        store.close()
+    _print(report.summary())
+    return 0 if report.published or report.version is not None or args.dry_run else 1
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .ui import serve
+
+    serve(settings.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port)) if v}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from .evalset import run_eval_command
+
+    return run_eval_command(Path(args.file), settings, report=args.report)
+
+
+def cmd_eval_abstention(args: argparse.Namespace, settings: Settings) -> int:
+    from .quality import run_abstention
+
+    return run_abstention(Path(args.file), settings, out=Path(args.out) if args.out else None)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="assistant", description="Answers about dry needling for back pain, from vetted articles.")
+    sub = top.add_subparsers(dest="command", required=True)
+    ask = sub.add_parser("ask", help="answer a question ('-' reads one question per line from stdin)")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="one JSON object per question")
+    ask.set_defaults(run=cmd_ask)
+    ing = sub.add_parser("ingest", help="build or update the index from the corpus")
+    add_ingest_arguments(ing)
+    serve = sub.add_parser("serve", help="start the web chat")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(run=cmd_serve)
+    ev = sub.add_parser("eval", help="run a staff test set (YAML) and exit non-zero on any failure")
+    ev.add_argument("file")
+    ev.add_argument("--report", help="also write a Markdown (.md) or HTML (.html) report here")
+    ev.set_defaults(run=cmd_eval)
+    ab = sub.add_parser("eval-abstention", help="run real patient questions; report answered / not covered / urgent")
+    ab.add_argument("file")
+    ab.add_argument("--out", help="write the Markdown report here (e.g. docs/quality.md)")
+    ab.set_defaults(run=cmd_eval_abstention)
+    return top
+
+
+def add_ingest_arguments(ing: argparse.ArgumentParser) -> None:
+    ing.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+    ing.add_argument("--check", action="store_true", help="validate the corpus and safety rules only")
+    ing.add_argument("--rollback", action="store_true", help="make the previous version active again")
+    ing.add_argument("--full", action="store_true", help="rebuild every chunk, even unchanged ones")
+    ing.add_argument("--gate", metavar="FILE", help="publish only if this staff test set passes on the new version")
+    ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    ing.set_defaults(run=cmd_ingest)
+
+
+def main(argv: Sequence[str] | None = None, *, prog_ingest: bool = False) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if prog_ingest:
+        ing = argparse.ArgumentParser(prog="ingest.py", description="Build or update the index from corpus/.")
+        add_ingest_arguments(ing)
+        args = ing.parse_args(argv)
+    else:
+        args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return int(args.run(args, settings))
+    except AssistantError as exc:
+        _print(f"error: {exc}", sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        _print("interrupted", sys.stderr)
+        return 130

