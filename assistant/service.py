@@ -178,6 +178,13 @@ class Assistant:
         )
         return compose.finish(reply, manifest.safety_for(quotes[0].source if quotes else None))
 
+    def unavailable(self, question: object, error: BaseException) -> Reply:
+        """The reply when something unexpected failed: calm, and still with the safety text."""
+        text = question if isinstance(question, str) else ""
+        body = "Sorry, something went wrong on our side and I can't answer right now. Please try again in a few minutes."
+        reply = Reply(text, UNAVAILABLE, "", body=body, details={"error": f"{type(error).__name__}: {error}"})
+        return compose.finish(reply, self.last_safety())
+
     def _retrieval_query(self, text: str, history: History) -> str:
         """A short follow-up ("does it hurt?") is read together with the previous question."""
         earlier = user_turns(history)[-self.settings.history_turns :] if self.settings.history_turns else []

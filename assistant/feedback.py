@@ -1,0 +1,82 @@
+"""Patient ratings in SQLite: the exchange rated, never who rated it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    reply_id TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    comment TEXT NOT NULL DEFAULT '',
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    status TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    index_version INTEGER
+)
+"""
+COLUMNS = ("created_at", "rating", "comment", "question", "answer", "status", "sources", "index_version")
+MAX_COMMENT = 1000
+
+
+class FeedbackStore:
+    """One row per rated reply: a second click updates it, never duplicates it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def rate(self, reply_id: str, reply: dict, liked: bool, comment: str = "") -> None:
+        row = (
+            reply_id,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            "up" if liked else "down",
+            comment[:MAX_COMMENT],
+            str(reply.get("question", "")),
+            str(reply.get("answer", "")),
+            str(reply.get("status", "")),
+            json.dumps([{k: s[k] for k in ("article", "section", "chunk_id")} for s in reply.get("sources", [])]),
+            reply.get("index_version"),
+        )
+        with self._lock, self._connect() as db:
+            db.execute(
+                "INSERT INTO feedback (reply_id, created_at, rating, comment, question, answer, status, sources, index_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(reply_id) DO UPDATE SET rating=excluded.rating, created_at=excluded.created_at,"
+                " comment=CASE WHEN excluded.comment != '' THEN excluded.comment ELSE feedback.comment END",
+                row,
+            )
+
+    def comment(self, reply_id: str, comment: str) -> bool:
+        with self._lock, self._connect() as db:
+            cur = db.execute("UPDATE feedback SET comment=? WHERE reply_id=?", (comment[:MAX_COMMENT], reply_id))
+            return cur.rowcount == 1
+
+    def rows(self, limit: int = 500) -> list[tuple]:
+        with self._connect() as db:
+            return db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM feedback ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        writer.writerows(self.rows(limit=1_000_000))
+        return out.getvalue()
