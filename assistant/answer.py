@@ -84,6 +84,7 @@ def select_quotes(
     hits: Sequence[Hit],
     query: np.ndarray,
     sentence_vectors: Callable[[Hit], tuple[list[str], np.ndarray]],
+    sentence_bonus: Callable[[str], float] = lambda _sentence: 0.0,
     *,
     min_similarity: float,
     min_sentence_similarity: float,
@@ -98,7 +99,7 @@ def select_quotes(
     for hit in relevant:
         texts, vectors = sentence_vectors(hit)
         for text, score in zip(texts, vectors @ query, strict=True):
-            scored.append(Quote(text, hit.section, hit.article, hit.source, float(score)))
+            scored.append(Quote(text, hit.section, hit.article, hit.source, float(score) + sentence_bonus(text)))
     scored.sort(key=lambda q: q.score, reverse=True)
     top_section = relevant[0].section
     best_in_top = next((q for q in scored if q.section == top_section), None)
@@ -156,8 +157,13 @@ def finish(reply: Reply, safety: dict[str, str]) -> Reply:
     return reply
 
 
-def sources_of(hits: Sequence[Hit], quotes: Sequence[Quote]) -> list[Source]:
-    """Sources that were quoted, best first, then the other relevant ones retrieved."""
-    quoted = {q.section + "\x00" + q.source for q in quotes}
-    used = [h for h in hits if h.section + "\x00" + h.source in quoted]
-    return [Source(h.article, h.section, h.chunk_id, round(h.score, 4), h.text) for h in used]
+def sources_of(hits: Sequence[Hit], quotes: Sequence[Quote], min_similarity: float, window: float = 0.12) -> list[Source]:
+    """The relevant sections the answer was drawn from, best first; none when nothing was quoted."""
+    if not quotes:
+        return []
+    quoted = {(q.source, q.section) for q in quotes}
+    relevant = [
+        h for h in hits
+        if (h.source, h.section) in quoted or (h.score >= min_similarity and h.score >= hits[0].score - window)
+    ]
+    return [Source(h.article, h.section, h.chunk_id, round(h.score, 4), h.text) for h in relevant]

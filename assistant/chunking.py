@@ -29,6 +29,11 @@ class Chunk:
     def kind(self) -> str:
         return "safety" if self.section.split(" > ")[0] in SAFETY_SECTIONS else "article"
 
+    @property
+    def searchable(self) -> str:
+        """The words lexical scoring sees: the section's own heading and the text."""
+        return f"{self.section.split(' > ')[-1]} {self.text}"
+
     def metadata(self) -> dict[str, str | int]:
         meta: dict[str, str | int] = {k: v for k, v in asdict(self).items() if k != "text"}
         meta["kind"] = self.kind

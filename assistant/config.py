@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     # Cosine similarity a retrieved section needs before it may be quoted (calibrated
     # on in-scope questions and on real patient questions the article does not answer).
     min_similarity: float = 0.45
+    # A question that names none of the cited article's subject words must match more closely.
+    min_similarity_off_subject: float = 0.65
+    # Weight of idf-weighted word overlap added to the cosine similarity (0 turns it off).
+    lexical_weight: float = 0.2
+    candidates: int = 12
     min_sentence_similarity: float = 0.30
     max_quotes: int = 3
     max_question_chars: int = 2000

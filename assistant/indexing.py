@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +19,7 @@ from .chunking import Chunk, Chunker, fingerprint
 from .corpus import Article, default_safety, load_corpus
 from .embeddings import Embedder
 from .errors import IndexInvalid, IndexMissing, IngestLocked
+from .lexical import document_frequencies
 from .store import IndexStore, Manifest
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ def _verify(collection: Collection, plan: Plan, manifest: Manifest, embedder: Em
 
 def build_manifest(version: int, plan: Plan, articles: list[Article], model_id: str, fp: str) -> Manifest:
     default_source, _ = default_safety(articles)
+    term_chunks, term_frequencies = document_frequencies(c.searchable for c in plan.desired.values())
     per_article: dict[str, int] = {}
     for chunk in plan.desired.values():
         per_article[chunk.source] = per_article.get(chunk.source, 0) + 1
@@ -179,11 +181,18 @@ def build_manifest(version: int, plan: Plan, articles: list[Article], model_id: 
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         chunks=len(plan.desired),
         articles={
-            a.source: {"title": a.title, "chunks": per_article.get(a.source, 0), "safety": a.safety}
+            a.source: {
+                "title": a.title,
+                "chunks": per_article.get(a.source, 0),
+                "safety": a.safety,
+                "subject": sorted(str(phrase) for phrase in a.meta.get("subject") or []),
+            }
             for a in articles
         },
         default_source=default_source,
         parent=plan.base.version if plan.base else None,
+        term_chunks=term_chunks,
+        term_frequencies=term_frequencies,
     )
 
 
@@ -217,7 +226,12 @@ def ingest(
             changed_sections=len(plan.changed_sections),
             articles=len(articles),
         )
-        if plan.empty:
+        fp = fingerprint(embedder.model_id, chunker)
+        candidate = build_manifest((active.version if active else 0) + 1, plan, articles, embedder.model_id, fp)
+        metadata_changed = active is not None and (
+            active.articles != candidate.articles or active.default_source != candidate.default_source
+        )
+        if plan.empty and not metadata_changed:
             report.message = f"Index is up to date (version {active.version if active else '-'}); nothing to do."
         elif dry_run:
             report.message = f"Dry run: would publish a new version ({plan.reason}); nothing written."
@@ -225,7 +239,7 @@ def ingest(
             for version in stale:  # left by an ingest that was stopped half-way
                 store.drop(version)
             version = max([*store.versions(), active.version if active else 0]) + 1
-            manifest = build_manifest(version, plan, articles, embedder.model_id, fingerprint(embedder.model_id, chunker))
+            manifest = replace(candidate, version=version)
             collection = store.create(version, plan.base)
             if plan.removed:
                 collection.delete(ids=plan.removed)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import IndexMissing, ModelMismatch
+from .errors import IndexMissing, ModelMismatch, StoreUnavailable
+from .lexical import Lexicon, terms
 from .store import IndexStore, Manifest, ServerStore
 
 if TYPE_CHECKING:
@@ -23,8 +24,13 @@ class Hit:
     source: str
     section: str
     text: str
-    score: float  # cosine similarity, 1.0 = same direction
+    score: float  # relevance: cosine similarity plus the weighted word overlap
     position: int
+    dense: float = 0.0  # cosine similarity alone
+
+    @property
+    def terms(self) -> frozenset[str]:
+        return terms(f"{self.section.split(' > ')[-1]} {self.text}")
 
 
 @dataclass(frozen=True)
@@ -33,21 +39,24 @@ class Snapshot:
 
     manifest: Manifest
     collection: Collection
+    lexicon: Lexicon = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lexicon", Lexicon(self.manifest.term_chunks, self.manifest.term_frequencies))
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        found = self.collection.query(
-            query_embeddings=vector.reshape(1, -1), n_results=k, include=["documents", "metadatas", "distances"]
-        )
-        return [
-            Hit(
-                chunk_id=record_id,
-                article=str(meta["article"]),
-                source=str(meta["source"]),
-                section=str(meta["section"]),
-                text=text,
-                score=1.0 - float(distance),
-                position=int(meta["position"]),
+        """The ``k`` nearest chunks by cosine similarity."""
+        try:
+            found = self.collection.query(
+                query_embeddings=vector.reshape(1, -1), n_results=k, include=["documents", "metadatas", "distances"]
             )
+        except Exception as exc:  # a damaged file or a server gone away: Chroma raises many types
+            raise StoreUnavailable(
+                f"index version {self.manifest.version} could not be searched ({type(exc).__name__}: {exc})"
+            ) from exc
+        return [
+            Hit(record_id, str(meta["article"]), str(meta["source"]), str(meta["section"]), text,
+                1.0 - float(distance), int(meta["position"]), 1.0 - float(distance))
             for record_id, text, meta, distance in zip(
                 found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0], strict=True
             )
@@ -98,3 +107,16 @@ class IndexReader:
         """Drop the open snapshot so the next call reopens the store (after a failure)."""
         with self._lock:
             self._snapshot, self._token = None, None
+
+
+class PinnedReader:
+    """A reader fixed to one snapshot: used to test a candidate version before it is published."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def forget(self) -> None:
+        """A pinned snapshot is never reopened."""

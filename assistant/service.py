@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,8 @@ from .config import Settings
 from .corpus import default_safety, load_corpus
 from .embeddings import Embedder
 from .errors import AssistantError, IndexInvalid
-from .retrieval import Hit, IndexReader
+from .lexical import Lexicon, mentions, terms
+from .retrieval import Hit, IndexReader, PinnedReader
 from .store import IndexStore, open_store
 from .triage import SafetyRules, clauses_to_embed, example_texts, load_rules, not_covered_topic, triage
 
@@ -66,10 +67,10 @@ def user_turns(history: History) -> list[str]:
 
 
 class Assistant:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, reader: IndexReader | PinnedReader | None = None) -> None:
         self.services = services
         self.settings = services.settings
-        self.reader = IndexReader(services.store, services.embedder.model_id)
+        self.reader = reader or IndexReader(services.store, services.embedder.model_id)
         self._sentences: dict[str, tuple[list[str], np.ndarray]] = {}
         self._sentence_lock = threading.Lock()
         self._safety: dict[str, str] | None = None
@@ -136,7 +137,7 @@ class Assistant:
             return compose.finish(Reply(text, URGENT if alert else REJECTED, "", alert=alert, body=body, details=details), self.last_safety())
         try:
             snapshot = self.reader.snapshot()
-            hits = snapshot.search(vectors[retrieval_query], settings.top_k)
+            hits = snapshot.search(vectors[retrieval_query], settings.candidates)
         except AssistantError as exc:
             log.error("answer unavailable: %s", exc)
             self.reader.forget()
@@ -148,13 +149,19 @@ class Assistant:
             return compose.finish(Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=body, details=details), self.last_safety())
         manifest = snapshot.manifest
         self._safety = manifest.safety_for()
+        hits = self._rescore(hits, vectors[retrieval_query], snapshot.lexicon, terms(retrieval_query))
         details["hits"] = [{"section": h.section, "article": h.article, "score": round(h.score, 4), "chunk_id": h.chunk_id} for h in hits]
         topic = not_covered_topic(text, rules)
+        query_terms = terms(retrieval_query)
+        on_subject = bool(hits) and mentions(retrieval_query, manifest.articles.get(hits[0].source, {}).get("subject", []))
+        needed = settings.min_similarity if on_subject else max(settings.min_similarity, settings.min_similarity_off_subject)
+        details["on_subject"] = on_subject
         quotes = [] if topic else compose.select_quotes(
             hits,
             vectors[retrieval_query],
             self._sentence_vectors,
-            min_similarity=settings.min_similarity,
+            lambda sentence: settings.lexical_weight * snapshot.lexicon.coverage(query_terms, terms(sentence)),
+            min_similarity=needed,
             min_sentence_similarity=settings.min_sentence_similarity,
             max_quotes=settings.max_quotes,
         )
@@ -170,7 +177,7 @@ class Assistant:
             text,
             URGENT if alert else status,
             "",
-            sources=compose.sources_of(hits, quotes),
+            sources=compose.sources_of(hits, quotes, needed),
             index_version=manifest.version,
             alert=alert,
             body=body,
@@ -193,6 +200,18 @@ class Assistant:
             return f"{context} {text}"
         return text
 
+    def _rescore(self, hits: list[Hit], query: np.ndarray, lexicon: Lexicon, query_terms: frozenset[str]) -> list[Hit]:
+        """A chunk is as relevant as its best sentence: a long list must not dilute the one tip asked about."""
+        self._cache_sentences(hits)
+        rescored = []
+        for hit in hits:
+            _texts, vectors = self._sentence_vectors(hit)
+            dense = max(hit.dense, float(np.max(vectors @ query))) if len(vectors) else hit.dense
+            bonus = self.settings.lexical_weight * lexicon.coverage(query_terms, hit.terms)
+            rescored.append(replace(hit, score=dense + bonus, dense=dense))
+        rescored.sort(key=lambda h: h.score, reverse=True)
+        return rescored[: self.settings.top_k]
+
     def _encode_unique(self, texts: list[str]) -> dict[str, np.ndarray]:
         unique = list(dict.fromkeys(texts))
         if not unique:
@@ -202,13 +221,23 @@ class Assistant:
     def _sentence_vectors(self, hit: Hit) -> tuple[list[str], np.ndarray]:
         cached = self._sentences.get(hit.chunk_id)
         if cached is None:
-            texts = compose.sentences(hit.text) or [hit.text]
-            cached = (texts, self.services.embedder.encode(texts))
-            with self._sentence_lock:
-                if len(self._sentences) >= SENTENCE_CACHE_LIMIT:
-                    self._sentences.clear()
-                self._sentences[hit.chunk_id] = cached
+            self._cache_sentences([hit])
+            cached = self._sentences[hit.chunk_id]
         return cached
+
+    def _cache_sentences(self, hits: Sequence[Hit]) -> None:
+        """Embed the sentences of chunks not seen before, in one batch; chunk ids are content hashes."""
+        missing = {h.chunk_id: compose.sentences(h.text) or [h.text] for h in hits if h.chunk_id not in self._sentences}
+        if not missing:
+            return
+        vectors = self.services.embedder.encode([s for texts in missing.values() for s in texts])
+        with self._sentence_lock:
+            if len(self._sentences) + len(missing) > SENTENCE_CACHE_LIMIT:
+                self._sentences.clear()
+            start = 0
+            for chunk_id, texts in missing.items():
+                self._sentences[chunk_id] = (texts, vectors[start : start + len(texts)])
+                start += len(texts)
 
 
 def create_assistant(settings: Settings) -> Assistant:

@@ -48,6 +48,9 @@ class Manifest:
     default_source: str  # the article whose safety text closes replies that cite none
     parent: int | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    # For lexical scoring: chunks counted, and how many chunks hold each term (terms in 2+ chunks).
+    term_chunks: int = 0
+    term_frequencies: dict[str, int] = field(default_factory=dict)
 
     def safety_for(self, source: str | None = None) -> dict[str, str]:
         article = self.articles.get(source or "") or {}
@@ -151,6 +154,7 @@ class LocalStore(IndexStore):
         self.root = index_dir
         self.description = f"embedded Chroma in {index_dir}"
         self._readers: dict[int, ClientAPI] = {}
+        self._reader_files: dict[int, tuple[int, int]] = {}  # version -> (device, inode) its reader opened
         self._writers: dict[int, ClientAPI] = {}
         self._lock = threading.Lock()
 
@@ -164,7 +168,7 @@ class LocalStore(IndexStore):
             return chromadb.PersistentClient(path=str(path), settings=chroma_settings())
         except Exception as exc:  # Chroma raises many types for a damaged folder
             raise StoreUnavailable(
-                f"cannot open the index in {path} ({exc}): run python ingest.py to rebuild it"
+                f"cannot open the index in {path} ({exc}): run python ingest.py --full to rebuild it"
             ) from exc
 
     def active(self) -> Manifest | None:
@@ -190,14 +194,22 @@ class LocalStore(IndexStore):
 
     def open(self, manifest: Manifest) -> Collection:
         path = self._dir(manifest.version)
-        if not (path / "chroma.sqlite3").is_file():
+        try:
+            st = (path / "chroma.sqlite3").stat()
+        except FileNotFoundError:
             raise StoreUnavailable(
-                f"index version {manifest.version} is missing from {self.root}: run python ingest.py"
-            )
+                f"index version {manifest.version} is missing from {self.root}: run python ingest.py --full"
+            ) from None
         with self._lock:
             client = self._readers.get(manifest.version)
+            if client is not None and self._reader_files.get(manifest.version) != (st.st_dev, st.st_ino):
+                # The folder was deleted and rebuilt under the same name: the open client would
+                # go on reading the deleted files.
+                self._close(self._readers.pop(manifest.version))
+                client = None
             if client is None:
                 client = self._readers[manifest.version] = self._client(path)
+                self._reader_files[manifest.version] = (st.st_dev, st.st_ino)
             # Release clients of versions that are no longer current.
             for version in [v for v in self._readers if v != manifest.version]:
                 self._close(self._readers.pop(version))
@@ -205,7 +217,7 @@ class LocalStore(IndexStore):
             return _collection(client, CHUNKS)
         except Exception as exc:
             raise StoreUnavailable(
-                f"index version {manifest.version} in {path} is unreadable ({exc}): run python ingest.py"
+                f"index version {manifest.version} in {path} is unreadable ({exc}): run python ingest.py --full"
             ) from exc
 
     def versions(self) -> list[int]:

@@ -51,6 +51,7 @@ class SafetyRules:
     threshold: float
     negation_openers: tuple[str, ...]
     negation_near: re.Pattern[str]
+    reassuring: re.Pattern[str] = re.compile(r"(?!)")
     example_vectors: np.ndarray | None = None  # one row per (flag, example), unit length
     example_owner: tuple[int, ...] = ()
 
@@ -143,8 +144,15 @@ def load_rules(corpus_dir: Path) -> SafetyRules:
         default_ask=str(topics_data.get("default_ask") or "your physical therapist or doctor"),
         threshold=float(data.get("similarity_threshold", 0.72)),
         negation_openers=tuple(normalise(o) for o in negation.get("openers") or []),
+        reassuring=_word_pattern(negation.get("reassuring") or []),
         negation_near=re.compile(rf"\b({'|'.join(near)})\b[\w\s']{{0,12}}$" if near else r"(?!)", re.IGNORECASE),
     )
+
+
+def _word_pattern(words: list[str]) -> re.Pattern[str]:
+    if not words:
+        return re.compile(r"(?!)")
+    return re.compile(rf"\b({'|'.join(re.escape(normalise(w)) for w in words)})\b")
 
 
 def example_texts(rules: SafetyRules) -> tuple[list[str], tuple[int, ...]]:
@@ -181,7 +189,11 @@ def match_patterns(clause: str, flag: RedFlag, rules: SafetyRules) -> bool:
 
 def clauses_to_embed(text: str, rules: SafetyRules) -> list[str]:
     """The clauses worth comparing by meaning: affirmed ones of a few words or more."""
-    return [c for c in clauses(text) if not is_negated(c, rules) and len(c.split()) >= MIN_CLAUSE_WORDS]
+    return [c for c in clauses(text) if comparable(c, rules)]
+
+
+def comparable(clause: str, rules: SafetyRules) -> bool:
+    return not is_negated(clause, rules) and len(clause.split()) >= MIN_CLAUSE_WORDS and not rules.reassuring.search(clause)
 
 
 def triage(
@@ -196,7 +208,7 @@ def triage(
             if flag.id not in found and match_patterns(clause, flag, rules):
                 findings.append(Finding(flag, clause, "pattern"))
                 found.add(flag.id)
-    candidates = [c for c in affirmed if len(c.split()) >= MIN_CLAUSE_WORDS]
+    candidates = [c for c in affirmed if comparable(c, rules)]
     if clause_vectors is not None and rules.example_vectors is not None and candidates:
         similarity = clause_vectors(candidates) @ rules.example_vectors.T
         for row, clause in enumerate(candidates):

@@ -11,7 +11,7 @@ import gradio as gr
 
 from .answer import Reply, escape_markdown
 from .config import Settings
-from .feedback import FeedbackStore
+from .feedback import MAX_COMMENT, FeedbackStore
 from .service import Assistant
 
 log = logging.getLogger("assistant.ui")
@@ -102,16 +102,39 @@ class ChatHandlers:
         """One question in, the JSON contract out (the same as ``python -m assistant ask --json``)."""
         return self.safe_ask(question).to_dict()
 
+    @staticmethod
+    def _rated_record(data: gr.LikeData, replies: dict) -> dict | None:
+        index = data.index[0] if isinstance(data.index, list | tuple) else data.index
+        return (replies or {}).get(str(index))
+
     def rate(self, data: gr.LikeData, replies: dict) -> str:
         if self.feedback is None:
             return ""
-        index = data.index[0] if isinstance(data.index, list | tuple) else data.index
-        record = (replies or {}).get(str(index))
+        record = self._rated_record(data, replies)
         if record is None:
             return "That reply is no longer available to rate."
         liked = data.liked is True or data.liked == "Like"
         self.feedback.rate(record["reply_id"], record, liked)
         return "Thank you: your rating was saved."
+
+    def rate_and_remember(self, data: gr.LikeData, replies: dict, last_rated: str | None) -> tuple[str, str | None]:
+        """Save a rating and remember which reply it was, so a comment can follow it."""
+        message = self.rate(data, replies)
+        record = self._rated_record(data, replies) if self.feedback is not None else None
+        return message, record["reply_id"] if record else last_rated
+
+    def comment(self, text: str, last_rated: str | None) -> tuple[str, str]:
+        """Attach a comment to the patient's last rated reply; returns (message, what stays in the box)."""
+        if self.feedback is None:
+            return "", text
+        text = (text or "").strip()
+        if not text:
+            return "Please type your comment first.", ""
+        if not last_rated:
+            return "Please rate an answer with 👍 or 👎 first; your comment is added to your last rating.", text
+        if not self.feedback.comment(last_rated, text):
+            return "That rating is no longer available, so your comment was not saved.", text
+        return "Thank you: your comment was added to your last rating.", ""
 
 
 def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore | None = None) -> gr.Blocks:
@@ -142,6 +165,18 @@ def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore 
             )
             gr.Examples(EXAMPLES, inputs=box, label="Example questions")
             status = gr.Markdown(FEEDBACK_NOTICE if feedback else "", elem_id="feedback-notice")
+            if feedback is not None:
+                last_rated = gr.State(None)
+                with gr.Row():
+                    comment_box = gr.Textbox(
+                        label="Add a comment to your last rating (optional)",
+                        placeholder="What was good or missing? Please don't include your name or contact details.",
+                        elem_id="feedback-comment",
+                        max_length=MAX_COMMENT,
+                        lines=1,
+                        scale=4,
+                    )
+                    comment_btn = gr.Button("Add comment", elem_id="feedback-comment-send", scale=1)
         box.submit(
             handlers.respond,
             [box, chatbot, turns, replies],
@@ -150,7 +185,14 @@ def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore 
             api_visibility="undocumented",
         )
         if feedback is not None:
-            chatbot.like(handlers.rate, [replies], [status], api_visibility="private")
+            chatbot.like(handlers.rate_and_remember, [replies, last_rated], [status, last_rated], api_visibility="private")
+            gr.on(
+                [comment_box.submit, comment_btn.click],
+                handlers.comment,
+                [comment_box, last_rated],
+                [status, comment_box],
+                api_visibility="private",
+            )
         if settings.staff_password:
             from .staff import build_staff_tab
 

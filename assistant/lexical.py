@@ -1,0 +1,69 @@
+"""Word overlap weighted by rarity: a check on dense similarity that keeps rare, specific terms
+("trigger points", "licensed") from being drowned out, and generic questions ("anything for the
+pain?") from scoring as if the article answered them."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+_WORD = re.compile(r"[a-z]+")
+STOPWORDS = frozenset(
+    """a about after again all also am an and any are as at be been before being both but by can
+    could did do does doing don down during each few for from further get got had has have having he
+    her here his how i if in into is it its just me might more most must my no nor not now of off on
+    once only or other our out over own same she should so some such than that the their them then
+    there these they this those through to too under until up very was we were what when where which
+    while who whom why will with would you your yours whats im ive dont cant""".split()
+)
+_SUFFIXES = ("ings", "ing", "ies", "es", "s", "ed", "ly")
+
+
+def stem(word: str) -> str:
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
+
+
+def terms(text: str) -> frozenset[str]:
+    return frozenset(stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 2)
+
+
+def stems(text: str) -> str:
+    """The text as a space-padded sequence of stems, for phrase look-ups."""
+    return " " + " ".join(stem(w) for w in _WORD.findall(text.lower())) + " "
+
+
+def mentions(text: str, phrases: Iterable[str]) -> bool:
+    """Whether ``text`` contains any of ``phrases``, compared stem by stem."""
+    padded = stems(text)
+    return any(f" {stems(p).strip()} " in padded for p in phrases if p.strip())
+
+
+def document_frequencies(texts: Iterable[str]) -> tuple[int, dict[str, int]]:
+    """Chunk count and, for terms in two or more chunks, how many chunks hold them."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for text in texts:
+        counts.update(terms(text))
+        total += 1
+    return total, {term: n for term, n in counts.items() if n >= 2}
+
+
+class Lexicon:
+    def __init__(self, total: int, frequencies: dict[str, int]) -> None:
+        self.total = max(total, 1)
+        self.frequencies = frequencies
+
+    def idf(self, term: str) -> float:
+        return math.log((self.total + 1) / (self.frequencies.get(term, 0) + 0.5))
+
+    def coverage(self, query: frozenset[str], passage: frozenset[str]) -> float:
+        """Share of the query's information (idf-weighted terms) that the passage contains."""
+        if not query:
+            return 0.0
+        weights = {term: self.idf(term) for term in query}
+        return sum(w for term, w in weights.items() if term in passage) / sum(weights.values())

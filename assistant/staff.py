@@ -1,0 +1,173 @@
+"""The staff review tab: what is behind a reply, test sets, and patient feedback.
+
+Built only when a staff password is set, so without one neither the tab nor its endpoints
+exist. Every function takes the password as its first input and checks it before anything
+else: a wrong one gets "Access denied." and no other data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import gradio as gr
+
+from .answer import Reply, escape_markdown
+from .config import Settings
+from .errors import EvalFileError
+from .evalset import Result, fenced, load_cases, markdown_report, run_eval
+from .feedback import COLUMNS, FeedbackStore
+from .service import Assistant
+from .ui import password_ok
+
+log = logging.getLogger("assistant.staff")
+
+DENIED = "Access denied."
+PROJECT_SET = Path(__file__).resolve().parent.parent / "tests" / "data" / "staff-set.yaml"
+STAFF_API = "undocumented"  # hidden from the API page; the password is what protects them
+
+
+def _allowed(password: object, settings: Settings) -> bool:
+    if password_ok(password, settings):
+        return True
+    log.warning("staff review: wrong password")
+    return False
+
+
+def reply_markdown(reply: Reply) -> str:
+    """Everything behind a reply, for staff: triage, retrieval, the composed answer, timings."""
+    details = reply.details
+    quoted = {source.chunk_id for source in reply.sources}
+    lines = [
+        f"### Status: {escape_markdown(reply.status)}",
+        f"Index version **{reply.index_version if reply.index_version is not None else 'none'}**, "
+        f"answered in **{details.get('seconds', '?')} s**",
+        "",
+        f"**Retrieval query:** {escape_markdown(str(details.get('retrieval_query', '')))}  ",
+        f"**Not-covered topic:** {escape_markdown(str(details.get('topic') or 'none'))}",
+    ]
+    if details.get("error"):
+        lines.append(f"\n**Error:** {escape_markdown(str(details['error']))}")
+    findings = cast(list[dict[str, Any]], details.get("triage") or [])
+    lines += ["", "#### Triage"]
+    if findings:
+        lines += ["| Flag | Tier | Clause | Found by |", "|---|---|---|---|"]
+        lines += [
+            "| " + " | ".join(escape_markdown(str(f.get(k, ""))) for k in ("flag", "tier", "clause", "how")) + " |"
+            for f in findings
+        ]
+    else:
+        lines.append("No red flags found.")
+    hits = cast(list[dict[str, Any]], details.get("hits") or [])
+    lines += ["", "#### Retrieved chunks"]
+    if hits:
+        lines += ["| # | Score | Section | Article | Chunk | Quoted |", "|---|---|---|---|---|---|"]
+        for number, hit in enumerate(hits, start=1):
+            lines.append(
+                f"| {number} | {hit['score']:.4f} | {escape_markdown(hit['section'])} | {escape_markdown(hit['article'])} "
+                f"| {escape_markdown(hit['chunk_id'])} | {'yes' if hit['chunk_id'] in quoted else ''} |"
+            )
+    else:
+        lines.append("Nothing was retrieved.")
+    lines += ["", "#### Composed answer (as the patient sees it)", "", reply.answer, "", "---", "#### Raw"]
+    raw = {**reply.to_dict(), "details": details}
+    lines.append(fenced(json.dumps(raw, indent=2, ensure_ascii=False, default=str), "json"))
+    return "\n".join(lines)
+
+
+class StaffHandlers:
+    """The staff functions Gradio calls; each one checks the password first."""
+
+    def __init__(self, assistant: Assistant, settings: Settings, feedback: FeedbackStore | None, export_dir: Path) -> None:
+        self.assistant = assistant
+        self.settings = settings
+        self.feedback = feedback
+        self.export_dir = export_dir
+
+    def inspect(self, password: str, question: str, earlier: str) -> str:
+        if not _allowed(password, self.settings):
+            return DENIED
+        history = [{"role": "user", "content": line} for line in (earlier or "").splitlines() if line.strip()]
+        return reply_markdown(self.assistant.ask(question or "", history))
+
+    def run_uploaded(self, password: str, upload: str | None) -> str:
+        if not _allowed(password, self.settings):
+            return DENIED
+        if not upload:
+            return "Choose a YAML test set to upload first."
+        path = Path(upload)
+        return self._run(path, path.name)
+
+    def run_project(self, password: str) -> str:
+        if not _allowed(password, self.settings):
+            return DENIED
+        return self._run(PROJECT_SET, "tests/data/staff-set.yaml")
+
+    def _run(self, path: Path, label: str) -> str:
+        try:
+            cases = load_cases(path, label)
+        except EvalFileError as exc:
+            return f"**The test set has problems, so nothing was run:**\n\n{fenced(str(exc))}"
+        results: list[Result] = run_eval(cases, self.assistant.ask)
+        return markdown_report(results, label)
+
+    def show_feedback(self, password: str) -> tuple[str, list[list[object]]]:
+        if not _allowed(password, self.settings):
+            return DENIED, []
+        if self.feedback is None:
+            return "Patient feedback is not being collected.", []
+        rows = [list(row) for row in self.feedback.rows()]
+        return f"The {len(rows)} most recent ratings, newest first.", rows
+
+    def export_feedback(self, password: str) -> tuple[str, str | None]:
+        if not _allowed(password, self.settings):
+            return DENIED, None
+        if self.feedback is None:
+            return "Patient feedback is not being collected.", None
+        folder = Path(tempfile.mkdtemp(prefix="export-", dir=self.export_dir))
+        path = folder / f"feedback-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
+        path.write_text(self.feedback.to_csv(), encoding="utf-8", newline="")
+        return "Your CSV file is ready to download.", str(path)
+
+
+def build_staff_tab(assistant: Assistant, settings: Settings, feedback: FeedbackStore | None) -> None:
+    """Add the "Staff review" tab to the Blocks being built; call only when a password is set."""
+    export_dir = Path(tempfile.mkdtemp(prefix="assistant-staff-"))
+    staff = StaffHandlers(assistant, settings, feedback, export_dir)
+    with gr.Tab("Staff review", elem_id="staff-tab"):
+        password = gr.Textbox(label="Staff password", type="password", elem_id="staff-password")
+
+        gr.Markdown("### See what is behind a reply")
+        question = gr.Textbox(label="Question", elem_id="staff-question")
+        earlier = gr.Textbox(label="Earlier messages in the conversation (optional, one per line)", lines=2)
+        inspect = gr.Button("Show the reply and its details")
+        inspected = gr.Markdown(elem_id="staff-inspected")
+
+        gr.Markdown("### Run a test set")
+        upload = gr.File(label="Test set (YAML)", file_types=[".yaml", ".yml"], type="filepath")
+        with gr.Row():
+            run_upload = gr.Button("Run the uploaded test set")
+            run_project = gr.Button("Run the project's test set")
+        results = gr.Markdown(elem_id="staff-results")
+
+        gr.Markdown("### Patient feedback")
+        with gr.Row():
+            show = gr.Button("Show feedback")
+            export = gr.Button("Export as CSV")
+        feedback_note = gr.Markdown()
+        table = gr.Dataframe(headers=list(COLUMNS), interactive=False, wrap=True)
+        download = gr.File(label="Feedback CSV", interactive=False)
+
+    private = {"api_visibility": STAFF_API}
+    inspect.click(staff.inspect, [password, question, earlier], inspected, api_name="staff_inspect", **private)
+    question.submit(staff.inspect, [password, question, earlier], inspected, api_visibility="private")
+    # One test run at a time, so a long set cannot take every worker from the patients.
+    running = {"concurrency_id": "staff-eval", "concurrency_limit": 1, **private}
+    run_upload.click(staff.run_uploaded, [password, upload], results, api_name="staff_run_set", **running)
+    run_project.click(staff.run_project, [password], results, api_name="staff_run_project_set", **running)
+    show.click(staff.show_feedback, [password], [feedback_note, table], api_name="staff_feedback", **private)
+    export.click(staff.export_feedback, [password], [feedback_note, download], api_name="staff_export", **private)
