@@ -118,7 +118,11 @@ def load_cases(path: Path, label: str | None = None) -> list[Case]:
     for number, entry in enumerate(entries, start=1):
         name = entry.get("name") if isinstance(entry, dict) else None
         line = f", line {lines[number - 1]}" if number <= len(lines) else ""
-        where = f"{label}: case {number} ({name!r}{line})" if isinstance(name, str) else f"{label}: case {number} (no name{line})"
+        where = (
+            f"{label}: case {number} ({name!r}{line})"
+            if isinstance(name, str)
+            else f"{label}: case {number} (no name{line})"
+        )
         case, found = _parse_case(entry)
         if case is not None and case.name in first_use:
             found.append(f"the name {case.name!r} is already used by case {first_use[case.name]}")
@@ -236,12 +240,16 @@ def run_eval(cases: Sequence[Case], ask_fn: AskFn) -> list[Result]:
             reply = ask_fn(case.question, history)
         except Exception as exc:  # recorded as this case's failure, so it can never pass unseen
             seconds = time.perf_counter() - started
-            results.append(Result(case, False, (f"crashed: {type(exc).__name__}: {exc}",), "error", (), "", None, seconds))
+            results.append(
+                Result(case, False, (f"crashed: {type(exc).__name__}: {exc}",), "error", (), "", None, seconds)
+            )
             continue
         reasons = tuple(check(case, reply))
         sections = tuple(source.section for source in reply.sources)
         seconds = time.perf_counter() - started
-        results.append(Result(case, not reasons, reasons, reply.status, sections, reply.answer, reply.index_version, seconds))
+        results.append(
+            Result(case, not reasons, reasons, reply.status, sections, reply.answer, reply.index_version, seconds)
+        )
     return results
 
 
@@ -293,16 +301,25 @@ def summary_line(results: Sequence[Result]) -> str:
     verdict = "PASSED" if all_passed(results) else "FAILED"
     versions = sorted({r.index_version for r in results if r.index_version is not None})
     on = f" on index version {', '.join(map(str, versions))}" if versions else ""
-    return f"{verdict}: {len(results) - failed} of {len(results)} cases passed" + (f" ({failed} failed)" if failed else "") + on
+    return (
+        f"{verdict}: {len(results) - failed} of {len(results)} cases passed"
+        + (f" ({failed} failed)" if failed else "")
+        + on
+    )
 
 
 def table_text(results: Sequence[Result]) -> str:
     """A plain-text pass/fail table with the reason for every failure."""
     rows = [("#", "result", "case", "expected", "got", "reason")]
     for number, r in enumerate(results, start=1):
-        rows.append((str(number), "PASS" if r.passed else "FAIL", r.case.name, r.case.expect, r.status, "; ".join(r.reasons)))
+        rows.append(
+            (str(number), "PASS" if r.passed else "FAIL", r.case.name, r.case.expect, r.status, "; ".join(r.reasons))
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True)) + "  " + row[5] for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True)) + "  " + row[5]
+        for row in rows
+    ]
     return "\n".join([*(line.rstrip() for line in lines), "", summary_line(results)])
 
 

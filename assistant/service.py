@@ -27,9 +27,15 @@ from .triage import SafetyRules, clauses_to_embed, example_texts, load_rules, no
 log = logging.getLogger("assistant")
 _REFERS_BACK = re.compile(r"\b(it|its|it's|this|that|these|those|they|them|there|the same|more|else)\b", re.I)
 FOLLOW_UP_WORDS = 8
+CONTEXT_WEIGHT = 0.5
 SENTENCE_CACHE_LIMIT = 20_000
 
 History = Sequence[Any]
+
+
+def scalar_text(text: str) -> str:
+    """``text`` without lone surrogates (a JSON "\\ud800" escape makes one), which the tokenizer refuses."""
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass
@@ -105,7 +111,7 @@ class Assistant:
 
     def ask(self, question: object, history: History = ()) -> Reply:
         started = time.perf_counter()
-        text = question if isinstance(question, str) else ""
+        text = scalar_text(question) if isinstance(question, str) else ""
         reply = self._answer(text, history)
         reply.details["seconds"] = round(time.perf_counter() - started, 4)
         return reply
@@ -116,18 +122,25 @@ class Assistant:
             reply = Reply(text, REJECTED, "", body="Please type a question about dry needling for back pain.")
             return compose.finish(reply, self.last_safety())
         too_long = len(text) > settings.max_question_chars
-        retrieval_query = self._retrieval_query(text, history)
+        retrieval_query, context = self._retrieval_query(text, history)
         triage_clauses = [] if too_long else clauses_to_embed(text, rules)
         if retrieval_query == text and len(triage_clauses) == 1:
             retrieval_query = triage_clauses[0]  # one clause: one embedding serves both
         # Long messages are refused, but still triaged (by pattern) so a red flag is never missed.
-        to_embed = [] if too_long else [retrieval_query, *triage_clauses]
+        to_embed = [] if too_long else [retrieval_query, *triage_clauses, *([context] if context else [])]
         vectors = self._encode_unique(to_embed)
         found = triage(text, rules, (lambda cs: np.stack([vectors[c] for c in cs])) if vectors else None)
         alert = compose.alert_text(found.flags())
+        query_vector = None
+        if vectors:
+            query_vector = vectors[retrieval_query]
+            if context:  # a follow-up leans on the previous question without being drowned by it
+                query_vector = query_vector + CONTEXT_WEIGHT * vectors[context]
+                query_vector = query_vector / np.linalg.norm(query_vector)
         details: dict[str, object] = {
             "triage": [{"flag": f.flag.id, "tier": f.flag.tier, "clause": f.clause, "how": f.how} for f in found.findings],
             "retrieval_query": retrieval_query,
+            "context": context,
         }
         if too_long:
             body = (
@@ -137,7 +150,7 @@ class Assistant:
             return compose.finish(Reply(text, URGENT if alert else REJECTED, "", alert=alert, body=body, details=details), self.last_safety())
         try:
             snapshot = self.reader.snapshot()
-            hits = snapshot.search(vectors[retrieval_query], settings.candidates)
+            hits = snapshot.search(query_vector, settings.candidates)
         except AssistantError as exc:
             log.error("answer unavailable: %s", exc)
             self.reader.forget()
@@ -149,16 +162,17 @@ class Assistant:
             return compose.finish(Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=body, details=details), self.last_safety())
         manifest = snapshot.manifest
         self._safety = manifest.safety_for()
-        hits = self._rescore(hits, vectors[retrieval_query], snapshot.lexicon, terms(retrieval_query))
+        hits = self._rescore(hits, query_vector, snapshot.lexicon, terms(retrieval_query))
         details["hits"] = [{"section": h.section, "article": h.article, "score": round(h.score, 4), "chunk_id": h.chunk_id} for h in hits]
         topic = not_covered_topic(text, rules)
         query_terms = terms(retrieval_query)
-        on_subject = bool(hits) and mentions(retrieval_query, manifest.articles.get(hits[0].source, {}).get("subject", []))
+        subject = manifest.articles.get(hits[0].source, {}).get("subject", []) if hits else []
+        on_subject = mentions(f"{context or ''} {retrieval_query}", subject)
         needed = settings.min_similarity if on_subject else max(settings.min_similarity, settings.min_similarity_off_subject)
         details["on_subject"] = on_subject
         quotes = [] if topic else compose.select_quotes(
             hits,
-            vectors[retrieval_query],
+            query_vector,
             self._sentence_vectors,
             lambda sentence: settings.lexical_weight * snapshot.lexicon.coverage(query_terms, terms(sentence)),
             min_similarity=needed,
@@ -192,13 +206,12 @@ class Assistant:
         reply = Reply(text, UNAVAILABLE, "", body=body, details={"error": f"{type(error).__name__}: {error}"})
         return compose.finish(reply, self.last_safety())
 
-    def _retrieval_query(self, text: str, history: History) -> str:
-        """A short follow-up ("does it hurt?") is read together with the previous question."""
+    def _retrieval_query(self, text: str, history: History) -> tuple[str, str | None]:
+        """The question, and for a short follow-up ("does it hurt?") the previous question as context."""
         earlier = user_turns(history)[-self.settings.history_turns :] if self.settings.history_turns else []
         if earlier and (len(text.split()) <= FOLLOW_UP_WORDS or _REFERS_BACK.search(text)):
-            context = " ".join(t[: self.settings.max_question_chars] for t in earlier)
-            return f"{context} {text}"
-        return text
+            return text, " ".join(t[: self.settings.max_question_chars] for t in earlier)
+        return text, None
 
     def _rescore(self, hits: list[Hit], query: np.ndarray, lexicon: Lexicon, query_terms: frozenset[str]) -> list[Hit]:
         """A chunk is as relevant as its best sentence: a long list must not dilute the one tip asked about."""
@@ -216,7 +229,7 @@ class Assistant:
         unique = list(dict.fromkeys(texts))
         if not unique:
             return {}
-        return dict(zip(unique, self.services.embedder.encode(unique), strict=True))
+        return dict(zip(unique, self.services.embedder.encode([scalar_text(t) for t in unique]), strict=True))
 
     def _sentence_vectors(self, hit: Hit) -> tuple[list[str], np.ndarray]:
         cached = self._sentences.get(hit.chunk_id)

@@ -82,7 +82,9 @@ def reply_markdown(reply: Reply) -> str:
 class StaffHandlers:
     """The staff functions Gradio calls; each one checks the password first."""
 
-    def __init__(self, assistant: Assistant, settings: Settings, feedback: FeedbackStore | None, export_dir: Path) -> None:
+    def __init__(
+        self, assistant: Assistant, settings: Settings, feedback: FeedbackStore | None, export_dir: Path
+    ) -> None:
         self.assistant = assistant
         self.settings = settings
         self.feedback = feedback

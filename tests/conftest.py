@@ -1,0 +1,131 @@
+"""Shared fixtures: the real embedding model, a real Chroma index built from the project's corpus."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus"
+SHARED = ROOT.parent / "shared"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch, tmp_path):
+    """No stray ASSISTANT_* setting from the shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("ASSISTANT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ASSISTANT_FEEDBACK_DB", str(tmp_path / "feedback.sqlite3"))
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from assistant.embeddings import Embedder
+
+    model = Embedder()
+    model.encode(["warm up"])
+    return model
+
+
+def build_index(corpus_dir: Path, index_dir: Path, embedder, chroma_url: str | None = None, **kwargs):
+    from assistant.chunking import Chunker
+    from assistant.indexing import ingest
+    from assistant.store import open_store
+
+    store = open_store(index_dir, chroma_url)
+    try:
+        return ingest(store, corpus_dir, index_dir, embedder, Chunker(), progress=False, **kwargs)
+    finally:
+        store.close()
+
+
+def make_settings(corpus_dir: Path, index_dir: Path, **overrides):
+    from assistant.config import load_settings
+
+    return load_settings(corpus_dir=corpus_dir, index_dir=index_dir, **overrides)
+
+
+def make_assistant(settings, embedder):
+    from assistant.service import Assistant, build_services
+
+    assistant = Assistant(build_services(settings, embedder))
+    assistant.warm()
+    return assistant
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory, embedder):
+    path = tmp_path_factory.mktemp("index")
+    build_index(CORPUS, path, embedder)
+    return path
+
+
+@pytest.fixture(scope="session")
+def settings(index_dir):
+    return make_settings(CORPUS, index_dir)
+
+
+@pytest.fixture(scope="session")
+def assistant(settings, embedder):
+    return make_assistant(settings, embedder)
+
+
+@pytest.fixture
+def corpus_copy(tmp_path):
+    """A writable copy of the project's corpus."""
+    target = tmp_path / "corpus"
+    shutil.copytree(CORPUS, target)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A real `chroma run` on 127.0.0.1, stopped when the test ends."""
+    chroma = Path(sys.executable).parent / "chroma"
+    if not chroma.exists():
+        pytest.skip("the chroma command (from the chromadb package) is not installed")
+    port = free_port()
+    log = open(tmp_path / "chroma.log", "w")
+    proc = subprocess.Popen(
+        [str(chroma), "run", "--path", str(tmp_path / "chroma-data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    import urllib.request
+
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"chroma run did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
