@@ -18,7 +18,7 @@ from .chunking import Chunker
 from .config import Settings
 from .corpus import default_safety, load_corpus
 from .embeddings import Embedder
-from .errors import AssistantError, IndexInvalid
+from .errors import AssistantError
 from .lexical import Lexicon, mentions, terms
 from .retrieval import Hit, IndexReader, PinnedReader
 from .store import IndexStore, open_store
@@ -88,16 +88,10 @@ class Assistant:
         texts, owner = example_texts(self.services.rules)
         self.services.rules.example_vectors = self.services.embedder.encode(texts)
         self.services.rules.example_owner = owner
-        try:
-            snapshot = self.reader.snapshot()
-        except IndexInvalid:
-            raise
-        except AssistantError as exc:
-            log.error("%s", exc)
-            self._safety = self._corpus_safety()
-            return
+        snapshot = self.reader.snapshot()  # no index, or one without safety text: refuse to start
         self._safety = snapshot.manifest.safety_for()
-        snapshot.search(self.services.embedder.encode_one(snapshot.manifest.title_of(snapshot.manifest.default_source)), 1)
+        title = snapshot.manifest.title_of(snapshot.manifest.default_source)
+        snapshot.search(self.services.embedder.encode_one(title), 1)
 
     def _corpus_safety(self) -> dict[str, str]:
         return default_safety(load_corpus(self.settings.corpus_dir))[1]
