@@ -57,16 +57,17 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             _print(f"Rolled back: version {manifest.version} (built {manifest.built_at}) is active again.")
             return 0
         load_rules(settings.corpus_dir)  # a broken rules file stops ingest before anything is written
+        embedder = Embedder(settings.embed_model)
         gate = None
         if args.gate:
             from .evalset import make_gate
 
-            gate = make_gate(Path(args.gate), settings)
+            gate = make_gate(Path(args.gate), settings, embedder=embedder)
         report = ingest(
             store,
             settings.corpus_dir,
             settings.index_dir,
-            Embedder(settings.embed_model),
+            embedder,
             Chunker(settings.chunk_size, settings.chunk_overlap),
             dry_run=args.dry_run,
             full=args.full,
@@ -78,7 +79,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
     _print(report.summary())
-    return 0 if report.published or report.version is not None or args.dry_run else 1
+    return 1 if report.refused else 0
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

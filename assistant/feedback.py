@@ -28,6 +28,13 @@ COLUMNS = ("created_at", "rating", "comment", "question", "answer", "status", "s
 MAX_COMMENT = 1000
 
 
+def _cell(value: object) -> object:
+    """Patient text never runs as a spreadsheet formula when staff open the export."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 class FeedbackStore:
     """One row per rated reply: a second click updates it, never duplicates it."""
 
@@ -78,5 +85,5 @@ class FeedbackStore:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(COLUMNS)
-        writer.writerows(self.rows(limit=1_000_000))
+        writer.writerows([[_cell(value) for value in row] for row in self.rows(limit=1_000_000)])
         return out.getvalue()

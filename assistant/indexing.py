@@ -54,6 +54,7 @@ class IngestReport:
     articles: int = 0
     seconds: float = 0.0
     published: bool = False
+    refused: bool = False  # the gate failed: nothing was published
     message: str = ""
 
     def summary(self) -> str:
@@ -249,6 +250,7 @@ def ingest(
                 passed, detail = gate(manifest, collection)
                 if not passed:
                     store.drop(version)
+                    report.refused = True
                     report.message = f"Gate failed: version {version} was not published.\n{detail}"
                     report.seconds = time.perf_counter() - started
                     return report

@@ -8,6 +8,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
+from functools import lru_cache
 
 _WORD = re.compile(r"[a-z]+")
 STOPWORDS = frozenset(
@@ -28,6 +29,7 @@ def stem(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=65_536)  # passages recur across questions; their terms never change
 def terms(text: str) -> frozenset[str]:
     return frozenset(stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 2)
 

@@ -61,10 +61,12 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
 
 
 def user_turns(history: History) -> list[str]:
-    """The patient's earlier messages, from Gradio message dicts or (user, bot) pairs."""
+    """The patient's earlier messages: plain strings, Gradio message dicts or (user, bot) pairs."""
     turns = []
     for item in history or ():
-        if isinstance(item, dict):
+        if isinstance(item, str):
+            turns.append(item)
+        elif isinstance(item, dict):
             if item.get("role") == "user" and isinstance(item.get("content"), str):
                 turns.append(item["content"])
         elif isinstance(item, list | tuple) and item and isinstance(item[0], str):

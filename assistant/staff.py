@@ -48,6 +48,7 @@ def reply_markdown(reply: Reply) -> str:
         f"answered in **{details.get('seconds', '?')} s**",
         "",
         f"**Retrieval query:** {escape_markdown(str(details.get('retrieval_query', '')))}  ",
+        f"**Context from earlier messages:** {escape_markdown(str(details.get('context') or 'none'))}  ",
         f"**Not-covered topic:** {escape_markdown(str(details.get('topic') or 'none'))}",
     ]
     if details.get("error"):
@@ -164,12 +165,12 @@ def build_staff_tab(assistant: Assistant, settings: Settings, feedback: Feedback
         table = gr.Dataframe(headers=list(COLUMNS), interactive=False, wrap=True)
         download = gr.File(label="Feedback CSV", interactive=False)
 
-    private = {"api_visibility": STAFF_API}
-    inspect.click(staff.inspect, [password, question, earlier], inspected, api_name="staff_inspect", **private)
+    hidden = {"api_visibility": STAFF_API}
+    inspect.click(staff.inspect, [password, question, earlier], inspected, api_name="staff_inspect", **hidden)
     question.submit(staff.inspect, [password, question, earlier], inspected, api_visibility="private")
     # One test run at a time, so a long set cannot take every worker from the patients.
-    running = {"concurrency_id": "staff-eval", "concurrency_limit": 1, **private}
+    running = {"concurrency_id": "staff-eval", "concurrency_limit": 1, **hidden}
     run_upload.click(staff.run_uploaded, [password, upload], results, api_name="staff_run_set", **running)
     run_project.click(staff.run_project, [password], results, api_name="staff_run_project_set", **running)
-    show.click(staff.show_feedback, [password], [feedback_note, table], api_name="staff_feedback", **private)
-    export.click(staff.export_feedback, [password], [feedback_note, download], api_name="staff_export", **private)
+    show.click(staff.show_feedback, [password], [feedback_note, table], api_name="staff_feedback", **hidden)
+    export.click(staff.export_feedback, [password], [feedback_note, download], api_name="staff_export", **hidden)

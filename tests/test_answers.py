@@ -154,3 +154,9 @@ def test_html_and_markdown_in_the_corpus_are_shown_as_text():
 
     shown = escape_markdown('<img src=x onerror=alert(1)> ![x](http://e/x.png) [a](http://e)')
     assert "<img" not in shown.replace("\\<img", "") and "![" not in shown.replace("!\\[", "")
+
+
+def test_follow_up_works_with_plain_string_history(assistant):
+    reply = assistant.ask("Does it hurt afterwards?", ["What is dry needling?"])
+    assert reply.details["context"] == "What is dry needling?"
+    assert any("Side Effects" in s.section for s in reply.sources[:3])
