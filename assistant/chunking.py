@@ -6,10 +6,12 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-
-from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+from typing import TYPE_CHECKING
 
 from .corpus import SAFETY_SECTIONS, Article
+
+if TYPE_CHECKING:
+    from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 
 SCHEMA_VERSION = 1
 HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
@@ -55,6 +57,8 @@ class Chunker:
 
     @lru_cache(maxsize=1)  # noqa: B019 - one splitter pair per (frozen, hashable) chunker
     def _splitters(self) -> tuple[MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter]:
+        from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+
         return (
             MarkdownHeaderTextSplitter(headers_to_split_on=HEADERS, strip_headers=True),
             RecursiveCharacterTextSplitter(

@@ -79,10 +79,12 @@ def run_abstention(path: Path, settings: Settings, out: Path | None = None, data
     questions = read_questions(path)
     assistant = create_assistant(settings)
     counts: Counter[str] = Counter()
-    answered = []
+    answered, urgent = [], []
     for question in tqdm(questions, desc="Questions", unit="q", disable=None):
         reply = assistant.ask(question)
         counts[reply.status] += 1
+        if reply.status == "urgent":
+            urgent.append((question, ", ".join(sorted({f["flag"] for f in reply.details["triage"]}))))
         if reply.status == "answered":
             answered.append((question, reply.sources[0].section if reply.sources else "", reply.sources[0].score if reply.sources else 0))
     own, own_met = own_sets(assistant, data_dir)
@@ -91,7 +93,7 @@ def run_abstention(path: Path, settings: Settings, out: Path | None = None, data
     lines = [
         "# Answer quality on real patient questions",
         "",
-        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m assistant eval-abstention {path.name} --out docs/quality.md`",
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m assistant eval-abstention {path} --out docs/quality.md`",
         f"on {len(questions):,} questions from `{path.name}` (K-QA, MIT licence). Almost none is answered by the article,",
         "so every `answered` reply below is listed for review.",
         "",
@@ -109,6 +111,8 @@ def run_abstention(path: Path, settings: Settings, out: Path | None = None, data
         "",
     ]
     lines += [f"- {q!r} → {section} (relevance {score:.2f})" for q, section, score in answered] or ["(none)"]
+    lines += ["", "## Every escalated question (for review of false alarms)", ""]
+    lines += [f"- {q!r} → {flags}" for q, flags in urgent] or ["(none)"]
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     if out:

@@ -14,7 +14,6 @@ import numpy as np
 
 from . import answer as compose
 from .answer import NOT_COVERED, REJECTED, UNAVAILABLE, URGENT, Reply
-from .chunking import Chunker
 from .config import Settings
 from .corpus import default_safety, load_corpus
 from .embeddings import Embedder
@@ -46,7 +45,6 @@ class Services:
     embedder: Embedder
     store: IndexStore
     rules: SafetyRules
-    chunker: Chunker
 
 
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
@@ -56,7 +54,6 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
         embedder=embedder or Embedder(settings.embed_model),
         store=open_store(settings.index_dir, settings.chroma_url),
         rules=rules,
-        chunker=Chunker(settings.chunk_size, settings.chunk_overlap),
     )
 
 
