@@ -118,7 +118,11 @@ def make_plan(
         plan.added = list(desired.values())
         return plan
 
-    existing = store.open(plan.base).get(include=["metadatas"])
+    try:
+        existing = store.open(plan.base).get(include=["metadatas"])
+    except Exception as exc:  # a damaged base is rebuilt from the corpus, never copied
+        return Plan(None, f"version {plan.base.version} cannot be read ({exc}); rebuilding everything",
+                    desired, added=list(desired.values()))
     present = {
         record_id: (str(meta["source"]), str(meta["section"]))
         for record_id, meta in zip(existing["ids"], existing["metadatas"] or [], strict=True)

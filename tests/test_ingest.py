@@ -192,3 +192,13 @@ def test_queries_during_a_reindex_never_fail_and_use_one_version(corpus_copy, tm
     assert proc.returncode == 0, output
     assert errors == []
     assert set(seen) <= {first.version, first.version + 1} and seen[-1] == first.version + 1
+
+
+def test_a_damaged_active_version_is_rebuilt_by_a_plain_ingest(corpus_copy, tmp_path, embedder):
+    index_dir = tmp_path / "index"
+    first = build_index(corpus_copy, index_dir, embedder)
+    (index_dir / f"v{first.version:06d}" / "chroma.sqlite3").write_bytes(b"not a database" * 100)
+    report = build_index(corpus_copy, index_dir, embedder)
+    assert report.published and report.added == 14 and report.unchanged == 0
+    reply = make_assistant(make_settings(corpus_copy, index_dir), embedder).ask("What is dry needling?")
+    assert reply.status == "answered" and reply.index_version == report.version
