@@ -155,10 +155,10 @@ class Assistant:
             return compose.finish(Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=body, details=details), self.last_safety())
         manifest = snapshot.manifest
         self._safety = manifest.safety_for()
-        hits = self._rescore(hits, query_vector, snapshot.lexicon, terms(retrieval_query))
+        query_terms = terms(retrieval_query)
+        hits = self._rescore(hits, query_vector, snapshot.lexicon, query_terms)
         details["hits"] = [{"section": h.section, "article": h.article, "score": round(h.score, 4), "chunk_id": h.chunk_id} for h in hits]
         topic = not_covered_topic(text, rules)
-        query_terms = terms(retrieval_query)
         subject = manifest.articles.get(hits[0].source, {}).get("subject", []) if hits else []
         on_subject = mentions(f"{context or ''} {retrieval_query}", subject)
         needed = settings.min_similarity if on_subject else max(settings.min_similarity, settings.min_similarity_off_subject)
