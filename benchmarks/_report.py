@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 PACKAGES = (
@@ -68,6 +68,35 @@ class Target:
     @property
     def result(self) -> str:
         return {True: "PASS", False: "MISS", None: "SKIPPED"}[self.passed]
+
+
+@dataclass
+class Report:
+    """What the run found: the targets, a section per measurement, and notes (explanations of misses)."""
+
+    targets: list[Target] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def target(self, name: str, goal: str, measured: str, ratio: str, passed: bool | None, why: str = "") -> None:
+        """Record a target; ``why`` explains a miss and goes to the notes only if it is one."""
+        self.targets.append(Target(name, goal, measured, ratio, passed))
+        if passed is False and why:
+            self.notes.append(f"- **{name} missed**: {why}")
+
+    def section(self, title: str, *parts: str) -> None:
+        self.sections.append("\n\n".join([title, *parts]))
+
+    def code(self, title: str, body: str) -> None:
+        self.notes.append(f"{title}\n\n```\n{body}\n```")
+
+    def markdown(self, preamble: Sequence[str], notes: Sequence[str]) -> str:
+        targets = table(
+            ["target", "goal", "measured", "ratio", "result"],
+            [[t.name, t.goal, t.measured, t.ratio, f"**{t.result}**"] for t in self.targets],
+        )
+        parts = [*preamble, "## Targets", targets, *self.sections, "## Notes", *notes, *self.notes]
+        return "\n\n".join(parts) + "\n"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
