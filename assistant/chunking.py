@@ -33,13 +33,17 @@ class Chunk:
 
     @property
     def searchable(self) -> str:
-        """The words lexical scoring sees: the section's own heading and the text."""
-        return f"{self.section.split(' > ')[-1]} {self.text}"
+        return searchable(self.section, self.text)
 
     def metadata(self) -> dict[str, str | int]:
         meta: dict[str, str | int] = {k: v for k, v in asdict(self).items() if k != "text"}
         meta["kind"] = self.kind
         return meta
+
+
+def searchable(section: str, text: str) -> str:
+    """The words lexical scoring sees: the section's own heading and the text."""
+    return f"{section.split(' > ')[-1]} {text}"
 
 
 def chunk_id(source: str, section: str, text: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,17 @@ class Section:
 
 
 @dataclass(frozen=True)
+class ArticleInfo:
+    """What ingest and the index need to know of an article besides its chunks."""
+
+    source: str
+    title: str
+    primary: bool = False
+    safety: dict[str, str] | None = None
+    subject: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Article:
     source: str  # path relative to the corpus folder, with forward slashes
     title: str
@@ -49,6 +60,16 @@ class Article:
         if all(texts.values()):
             return {name: text for name, text in texts.items() if text}
         return None
+
+    def info(self) -> ArticleInfo:
+        subject = self.meta.get("subject") or []
+        return ArticleInfo(
+            source=self.source,
+            title=self.title,
+            primary=bool(self.meta.get("primary")),
+            safety=self.safety,
+            subject=tuple(sorted(str(phrase) for phrase in subject)) if isinstance(subject, list) else (str(subject),),
+        )
 
 
 def article_paths(corpus_dir: Path) -> list[Path]:
@@ -176,10 +197,10 @@ def load_corpus(corpus_dir: Path) -> list[Article]:
     return articles
 
 
-def default_safety(articles: list[Article]) -> tuple[str, dict[str, str]]:
+def default_safety(articles: Iterable[Article | ArticleInfo]) -> tuple[str, dict[str, str]]:
     """The safety text used where no cited article has its own: the primary article's."""
-    ranked = sorted(articles, key=lambda a: (not a.meta.get("primary"), a.source))
-    for article in ranked:
+    infos = [a.info() if isinstance(a, Article) else a for a in articles]
+    for article in sorted(infos, key=lambda a: (not a.primary, a.source)):
         if article.safety:
             return article.source, article.safety
     raise CorpusError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -15,11 +16,12 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from .chunking import Chunk, Chunker, fingerprint
-from .corpus import Article, default_safety, load_corpus
+from .chunking import Chunk, Chunker, fingerprint, searchable
+from .corpus import Article, ArticleInfo, default_safety
 from .embeddings import Embedder
 from .errors import IndexInvalid, IndexMissing, IngestLocked
-from .lexical import document_frequencies
+from .ledger import Ledger, Scan, chunk_sections, count_terms, load_ledger, prune_ledgers, save_ledger, scan_corpus
+from .lexical import terms
 from .store import IndexStore, Manifest
 
 if TYPE_CHECKING:
@@ -33,11 +35,13 @@ Gate = Callable[[Manifest, "Collection"], tuple[bool, str]]
 class Plan:
     base: Manifest | None  # the version the new one starts from; None means a full rebuild
     reason: str
-    desired: dict[str, Chunk]
+    desired: dict[str, tuple[str, str]]  # chunk id -> (source, section), every chunk the new version holds
     added: list[Chunk] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     changed_sections: set[tuple[str, str]] = field(default_factory=set)
+    term_counts: Counter[str] = field(default_factory=Counter)  # term -> chunks of the new version holding it
+    from_ledger: bool = False  # unchanged files and the base's contents came from the base's ledger
 
     @property
     def empty(self) -> bool:
@@ -52,6 +56,7 @@ class IngestReport:
     removed: int = 0
     unchanged: int = 0
     articles: int = 0
+    articles_read: int = 0  # files parsed and chunked; the others were unchanged since the last version
     seconds: float = 0.0
     published: bool = False
     refused: bool = False  # the gate failed: nothing was published
@@ -60,7 +65,7 @@ class IngestReport:
     def summary(self) -> str:
         return (
             f"{self.message}\n"
-            f"  articles: {self.articles}  chunks added: {self.added}  removed: {self.removed}  "
+            f"  articles: {self.articles} ({self.articles_read} read anew)  chunks added: {self.added}  removed: {self.removed}  "
             f"unchanged: {self.unchanged}  sections changed: {self.changed_sections}\n"
             f"  took {self.seconds:.2f} s"
         )
@@ -95,45 +100,72 @@ def desired_chunks(articles: list[Article], chunker: Chunker) -> dict[str, Chunk
     return {chunk.chunk_id: chunk for article in articles for chunk in chunker.split(article)}
 
 
-def make_plan(
-    store: IndexStore, articles: list[Article], chunker: Chunker, model_id: str, full: bool = False
-) -> Plan:
-    desired = desired_chunks(articles, chunker)
-    active = store.active()
-    wanted = fingerprint(model_id, chunker)
+def choose_base(active: Manifest | None, wanted: str, model_id: str, full: bool) -> tuple[Manifest | None, str]:
+    """The version to update, or None (and why) when everything must be embedded again."""
     if active is None:
-        plan = Plan(None, "no index yet: building it", desired)
-    elif full:
-        plan = Plan(None, "full rebuild requested", desired)
-    elif active.fingerprint != wanted:
-        plan = Plan(
-            None,
+        return None, "no index yet: building it"
+    if full:
+        return None, "full rebuild requested"
+    if active.fingerprint != wanted:
+        return None, (
             f"the index was built with other settings (model {active.model!r}, "
-            f"fingerprint {active.fingerprint}); rebuilding everything for {model_id!r}",
-            desired,
+            f"fingerprint {active.fingerprint}); rebuilding everything for {model_id!r}"
         )
-    else:
-        plan = Plan(active, f"updating version {active.version}", desired)
-    if plan.base is None:
-        plan.added = list(desired.values())
-        return plan
+    return active, f"updating version {active.version}"
 
-    try:
-        existing = store.open(plan.base).get(include=["metadatas"])
-    except Exception as exc:  # a damaged base is rebuilt from the corpus, never copied
-        return Plan(None, f"version {plan.base.version} cannot be read ({exc}); rebuilding everything",
-                    desired, added=list(desired.values()))
-    present = {
+
+def _read_back(collection: Collection) -> dict[str, tuple[str, str]]:
+    existing = collection.get(include=["metadatas"])
+    return {
         record_id: (str(meta["source"]), str(meta["section"]))
         for record_id, meta in zip(existing["ids"], existing["metadatas"] or [], strict=True)
     }
-    plan.added = [chunk for cid, chunk in desired.items() if cid not in present]
+
+
+def make_plan(
+    store: IndexStore, corpus_dir: Path, index_dir: Path, chunker: Chunker, model_id: str, full: bool = False
+) -> tuple[Plan, Scan]:
+    """What the new version needs: the corpus scanned (only changed files parsed) and diffed against the base."""
+    base, reason = choose_base(store.active(), fingerprint(model_id, chunker), model_id, full)
+    ledger = load_ledger(index_dir, base) if base is not None else None
+    present: dict[str, tuple[str, str]] = {}
+    if base is not None:
+        try:
+            collection = store.open(base)
+            if ledger is not None and collection.count() == base.chunks:
+                present = chunk_sections(ledger.files)
+            else:
+                ledger, present = None, _read_back(collection)
+        except Exception as exc:  # a damaged base is rebuilt from the corpus, never copied
+            base, ledger, reason = None, None, f"version {base.version} cannot be read ({exc}); rebuilding everything"
+    scan = scan_corpus(corpus_dir, chunker, ledger)
+    desired = chunk_sections(scan.files)
+    plan = Plan(base, reason, desired, from_ledger=ledger is not None)
+    if base is None:
+        plan.added = list(scan.fresh.values())
+        plan.term_counts = count_terms(plan.added)
+        return plan, scan
+    plan.added = [scan.fresh[cid] for cid in desired if cid not in present]
     plan.removed = [cid for cid in present if cid not in desired]
     plan.unchanged = len(desired) - len(plan.added)
-    added_sections = {(c.source, c.section) for c in plan.added}
-    removed_sections = {present[cid] for cid in plan.removed}
-    plan.changed_sections = added_sections & removed_sections
-    return plan
+    plan.changed_sections = {(c.source, c.section) for c in plan.added} & {present[cid] for cid in plan.removed}
+    if ledger is None:
+        plan.term_counts = count_terms(scan.fresh.values())
+    else:  # the base's counts, less the chunks going, plus the chunks coming
+        counts = ledger.term_counts.copy()
+        counts.update(count_terms(plan.added))
+        counts.subtract(_removed_terms(store.open(base), plan.removed, present))
+        plan.term_counts = +counts  # drops the terms no chunk holds any more
+    return plan, scan
+
+
+def _removed_terms(collection: Collection, removed: list[str], present: dict[str, tuple[str, str]]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for start in range(0, len(removed), EMBED_BLOCK):
+        got = collection.get(ids=removed[start : start + EMBED_BLOCK], include=["documents"])
+        for record_id, text in zip(got["ids"], got["documents"] or [], strict=True):
+            counts.update(terms(searchable(present[record_id][1], text)))
+    return counts
 
 
 def _embed_into(collection: Collection, chunks: list[Chunk], embedder: Embedder, progress: bool) -> None:
@@ -173,12 +205,9 @@ def _verify(collection: Collection, plan: Plan, manifest: Manifest, embedder: Em
         raise IndexInvalid("new version returns nothing for a smoke question; not published")
 
 
-def build_manifest(version: int, plan: Plan, articles: list[Article], model_id: str, fp: str) -> Manifest:
-    default_source, _ = default_safety(articles)
-    term_chunks, term_frequencies = document_frequencies(c.searchable for c in plan.desired.values())
-    per_article: dict[str, int] = {}
-    for chunk in plan.desired.values():
-        per_article[chunk.source] = per_article.get(chunk.source, 0) + 1
+def build_manifest(version: int, plan: Plan, infos: list[ArticleInfo], model_id: str, fp: str) -> Manifest:
+    default_source, _ = default_safety(infos)
+    per_article = Counter(source for source, _section in plan.desired.values())
     return Manifest(
         version=version,
         fingerprint=fp,
@@ -186,18 +215,13 @@ def build_manifest(version: int, plan: Plan, articles: list[Article], model_id: 
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         chunks=len(plan.desired),
         articles={
-            a.source: {
-                "title": a.title,
-                "chunks": per_article.get(a.source, 0),
-                "safety": a.safety,
-                "subject": sorted(str(phrase) for phrase in a.meta.get("subject") or []),
-            }
-            for a in articles
+            a.source: {"title": a.title, "chunks": per_article[a.source], "safety": a.safety, "subject": list(a.subject)}
+            for a in infos
         },
         default_source=default_source,
         parent=plan.base.version if plan.base else None,
-        term_chunks=term_chunks,
-        term_frequencies=term_frequencies,
+        term_chunks=len(plan.desired),
+        term_frequencies={term: n for term, n in plan.term_counts.items() if n >= 2},
     )
 
 
@@ -216,12 +240,10 @@ def ingest(
     log: Callable[[str], None] = lambda _line: None,
 ) -> IngestReport:
     started = time.perf_counter()
-    articles = load_corpus(corpus_dir)
-    default_safety(articles)
     with writer_lock(index_dir):
         active = store.active()
         stale = [v for v in store.versions() if active is None or v > active.version]
-        plan = make_plan(store, articles, chunker, embedder.model_id, full=full)
+        plan, scan = make_plan(store, corpus_dir, index_dir, chunker, embedder.model_id, full=full)
         log(plan.reason)
         report = IngestReport(
             version=active.version if active else None,
@@ -229,15 +251,18 @@ def ingest(
             removed=len(plan.removed),
             unchanged=plan.unchanged,
             changed_sections=len(plan.changed_sections),
-            articles=len(articles),
+            articles=len(scan.files),
+            articles_read=scan.parsed,
         )
         fp = fingerprint(embedder.model_id, chunker)
-        candidate = build_manifest((active.version if active else 0) + 1, plan, articles, embedder.model_id, fp)
+        candidate = build_manifest((active.version if active else 0) + 1, plan, scan.infos, embedder.model_id, fp)
         metadata_changed = active is not None and (
             active.articles != candidate.articles or active.default_source != candidate.default_source
         )
         if plan.empty and not metadata_changed:
             report.message = f"Index is up to date (version {active.version if active else '-'}); nothing to do."
+            if active is not None and not plan.from_ledger and not dry_run:  # so the next ingest can use one
+                save_ledger(index_dir, Ledger(active.version, active.built_at, fp, scan.files, plan.term_counts))
         elif dry_run:
             report.message = f"Dry run: would publish a new version ({plan.reason}); nothing written."
         else:
@@ -260,8 +285,10 @@ def ingest(
                     return report
             manifest.stats = {"seconds": round(time.perf_counter() - started, 3)}
             store.seal(version, manifest)
+            save_ledger(index_dir, Ledger(version, manifest.built_at, fp, scan.files, plan.term_counts))
             store.publish(manifest)
             prune(store, keep_versions)
+            prune_ledgers(index_dir, store.versions())
             report.version, report.published = version, True
             report.message = f"Published index version {version} ({manifest.chunks} chunks) to {store.description}."
         report.seconds = time.perf_counter() - started

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -43,16 +42,6 @@ def mentions(text: str, phrases: Iterable[str]) -> bool:
     """Whether ``text`` contains any of ``phrases``, compared stem by stem."""
     padded = stems(text)
     return any(f" {stems(p).strip()} " in padded for p in phrases if p.strip())
-
-
-def document_frequencies(texts: Iterable[str]) -> tuple[int, dict[str, int]]:
-    """Chunk count and, for terms in two or more chunks, how many chunks hold them."""
-    counts: Counter[str] = Counter()
-    total = 0
-    for text in texts:
-        counts.update(terms(text))
-        total += 1
-    return total, {term: n for term, n in counts.items() if n >= 2}
 
 
 class Lexicon:

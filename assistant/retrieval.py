@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .chunking import searchable
 from .errors import IndexMissing, ModelMismatch, StoreUnavailable
 from .lexical import Lexicon, terms
 from .store import IndexStore, Manifest, ServerStore
@@ -30,7 +31,7 @@ class Hit:
 
     @property
     def terms(self) -> frozenset[str]:
-        return terms(f"{self.section.split(' > ')[-1]} {self.text}")
+        return terms(searchable(self.section, self.text))
 
 
 @dataclass(frozen=True)

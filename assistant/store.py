@@ -250,10 +250,10 @@ class LocalStore(IndexStore):
         client = self._writers.pop(version, None)
         if client is not None:
             self._close(client)  # flushes the vectors to disk before anyone copies or reads them
-        _write_atomic(self._dir(version) / "manifest.json", manifest.to_json())
+        write_atomic(self._dir(version) / "manifest.json", manifest.to_json())
 
     def publish(self, manifest: Manifest) -> None:
-        _write_atomic(self.root / self.POINTER, manifest.to_json())
+        write_atomic(self.root / self.POINTER, manifest.to_json())
 
     def drop(self, version: int) -> None:
         with self._lock:
@@ -382,7 +382,7 @@ class ServerStore(IndexStore):
         self._call("drop a version record", self._meta().delete, ids=[f"v{version}"])
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:

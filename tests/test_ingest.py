@@ -202,3 +202,42 @@ def test_a_damaged_active_version_is_rebuilt_by_a_plain_ingest(corpus_copy, tmp_
     assert report.published and report.added == 14 and report.unchanged == 0
     reply = make_assistant(make_settings(corpus_copy, index_dir), embedder).ask("What is dry needling?")
     assert reply.status == "answered" and reply.index_version == report.version
+
+
+def _edit_add_and_remove(corpus_dir):
+    path = corpus_dir / ARTICLE
+    path.write_text(path.read_text().replace("resolve quickly.", "resolve within a day or two."))
+    (corpus_dir / "heat.md").write_text("# Heat packs\n\n## Using heat\n\nA warm heat pack can ease stiff muscles.\n")
+
+
+def test_unchanged_articles_are_not_read_again(corpus_copy, tmp_path, embedder):
+    index_dir = tmp_path / "index"
+    (corpus_copy / "heat.md").write_text("# Heat packs\n\n## Using heat\n\nA warm heat pack can ease stiff muscles.\n")
+    assert build_index(corpus_copy, index_dir, embedder).articles_read == 2
+    assert build_index(corpus_copy, index_dir, embedder).articles_read == 0
+    (corpus_copy / "heat.md").write_text("# Heat packs\n\n## Using heat\n\nA warm heat pack eases stiff muscles.\n")
+    report = build_index(corpus_copy, index_dir, embedder)
+    assert (report.articles_read, report.added, report.removed) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("ledger", ["kept", "damaged", "deleted"])
+def test_an_incremental_version_equals_a_full_rebuild(corpus_copy, tmp_path, embedder, ledger):
+    index_dir = tmp_path / "index"
+    (corpus_copy / "cold.md").write_text("# Cold packs\n\n## Using cold\n\nA cold pack can calm a fresh strain.\n")
+    (corpus_copy / "rest.md").write_text("# Rest\n\n## Resting\n\nShort rests between gentle walks help many backs.\n")
+    build_index(corpus_copy, index_dir, embedder)
+    for path in (index_dir / "ledgers").glob("*.json"):
+        if ledger == "damaged":
+            path.write_text('{"format": 1, "files": ')
+        elif ledger == "deleted":
+            path.unlink()
+    (corpus_copy / "cold.md").unlink()
+    _edit_add_and_remove(corpus_copy)
+    incremental = build_index(corpus_copy, index_dir, embedder)
+    assert incremental.articles_read == (2 if ledger == "kept" else 3)  # rest.md is unchanged
+    full = build_index(corpus_copy, tmp_path / "full", embedder)
+    got, want = open_store(index_dir, None).active(), open_store(tmp_path / "full", None).active()
+    assert (got.chunks, got.articles, got.default_source) == (want.chunks, want.articles, want.default_source)
+    assert got.term_frequencies == want.term_frequencies and got.term_chunks == want.term_chunks
+    ids = sorted(open_store(index_dir, None).open(got).get()["ids"])
+    assert ids == sorted(open_store(tmp_path / "full", None).open(want).get()["ids"])
