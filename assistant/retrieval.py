@@ -11,7 +11,7 @@ import numpy as np
 
 from .chunking import searchable
 from .errors import IndexMissing, ModelMismatch, StoreUnavailable
-from .lexical import Lexicon, terms
+from .lexical import Lexicon, mentions, terms
 from .store import IndexStore, Manifest, ServerStore
 
 if TYPE_CHECKING:
@@ -42,14 +42,29 @@ class Snapshot:
     collection: Collection
     lexicon: Lexicon = field(init=False)
 
+    subjects: dict[str, list[str]] = field(init=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "lexicon", Lexicon(self.manifest.term_chunks, self.manifest.term_frequencies))
+        subjects = {source: list(a["subject"]) for source, a in self.manifest.articles.items() if a.get("subject")}
+        object.__setattr__(self, "subjects", subjects)
 
-    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        """The ``k`` nearest chunks by cosine similarity."""
+    def scope(self, question: str) -> list[str]:
+        """The articles whose subject words the question uses; none when it uses none (or every article's)."""
+        named = [source for source, phrases in self.subjects.items() if mentions(question, phrases)]
+        return named if len(named) < len(self.manifest.articles) else []
+
+    def search(self, vector: np.ndarray, k: int, scope: list[str] | None = None) -> list[Hit]:
+        """The ``k`` nearest chunks by cosine similarity, from the ``scope`` articles if given."""
+        where = None
+        if scope:
+            where = {"source": scope[0]} if len(scope) == 1 else {"source": {"$in": scope}}
         try:
             found = self.collection.query(
-                query_embeddings=vector.reshape(1, -1), n_results=k, include=["documents", "metadatas", "distances"]
+                query_embeddings=vector.reshape(1, -1),
+                n_results=k,
+                where=where,
+                include=["documents", "metadatas", "distances"],
             )
         except Exception as exc:  # a damaged file or a server gone away: Chroma raises many types
             raise StoreUnavailable(

@@ -141,9 +141,13 @@ class Assistant:
                 f"{settings.max_question_chars:,} characters and ask one question at a time."
             )
             return compose.finish(Reply(text, URGENT if alert else REJECTED, "", alert=alert, body=body, details=details), self.last_safety())
+        asked = f"{context or ''} {retrieval_query}"
         try:
             snapshot = self.reader.snapshot()
-            hits = snapshot.search(query_vector, settings.candidates)
+            # A question naming an article's subject ("trigger points") is answered from that article,
+            # not from whichever of thousands of others happens to sit nearest.
+            details["scope"] = scope = snapshot.scope(asked)
+            hits = snapshot.search(query_vector, settings.candidates, scope)
         except AssistantError as exc:
             log.error("answer unavailable: %s", exc)
             self.reader.forget()
@@ -160,7 +164,7 @@ class Assistant:
         details["hits"] = [{"section": h.section, "article": h.article, "score": round(h.score, 4), "chunk_id": h.chunk_id} for h in hits]
         topic = not_covered_topic(text, rules)
         subject = manifest.articles.get(hits[0].source, {}).get("subject", []) if hits else []
-        on_subject = mentions(f"{context or ''} {retrieval_query}", subject)
+        on_subject = mentions(asked, subject)
         needed = settings.min_similarity if on_subject else max(settings.min_similarity, settings.min_similarity_off_subject)
         details["on_subject"] = on_subject
         quotes = [] if topic else compose.select_quotes(

@@ -76,6 +76,21 @@ def test_answers_cite_the_article_they_came_from(corpus_copy, tmp_path, embedder
     assert "When to Seek Professional Help" in reply.safety
 
 
+def test_a_question_naming_an_articles_subject_is_answered_from_that_article(corpus_copy, tmp_path, embedder):
+    (corpus_copy / "fingers.md").write_text(
+        "# Hand Conditions\n\n## What are trigger points?\n\n"
+        "Trigger points of the hand are what some people call the spots where a trigger finger catches.\n"
+    )
+    build_index(corpus_copy, tmp_path / "index", embedder)
+    assistant = make_assistant(make_settings(corpus_copy, tmp_path / "index"), embedder)
+    reply = assistant.ask("What are trigger points?")  # a subject phrase of the dry needling article
+    assert reply.details["scope"] == [ARTICLE]
+    assert reply.sources and {s.article for s in reply.sources} == {"Dry Needling for Back Pain: Benefits and Risks"}
+    assert "How Does Dry Needling Work?" in reply.sources[0].section
+    unscoped = assistant.ask("What does a trigger finger catch on?")  # names no article's subject
+    assert unscoped.details["scope"] == [] and unscoped.sources[0].article == "Hand Conditions"
+
+
 def test_changing_the_model_setting_forces_a_full_rebuild(corpus_copy, tmp_path, embedder):
     from assistant.embeddings import Embedder, resolve_model_path
 
