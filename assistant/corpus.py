@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -73,17 +74,18 @@ class Article:
 
 
 def article_paths(corpus_dir: Path) -> list[Path]:
+    """Every article file under ``corpus_dir``, hidden files and folders left out, in a stable order."""
     if not corpus_dir.is_dir():
         raise CorpusError(f"corpus folder {corpus_dir} does not exist: create it and add articles")
-    return sorted(
-        p
-        for p in corpus_dir.rglob("*")
-        if p.is_file() and p.suffix.lower() in ARTICLE_SUFFIXES and not _hidden(p, corpus_dir)
-    )
-
-
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+    found = []
+    for folder, subfolders, files in os.walk(corpus_dir):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found += [
+            os.path.join(folder, name)
+            for name in files
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in ARTICLE_SUFFIXES
+        ]
+    return [Path(path) for path in sorted(found)]
 
 
 def _decode(path: Path, raw: bytes) -> str:

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -60,7 +60,8 @@ class Manifest:
         return str(self.articles.get(source, {}).get("title", source))
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+        # A shallow dict: asdict() would deep-copy the term table and every article's safety text first.
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, ensure_ascii=False, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:

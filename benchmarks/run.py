@@ -394,13 +394,18 @@ def serving(args, tmp: Path, settings: Settings, assistant, report: Report) -> N
         f"{args.requests} requests per level. The app's queue answers {settings.concurrency_limit} at a time.",
         table(["clients", "requests", "errors", "req/s", "p50 ms", "p95 ms"], rows),
     )
-    worst = min(x.throughput for x in loads) / loads[0].throughput
+    # Each level against the best level with fewer clients: adding clients must not cost throughput.
+    worst = min(x.throughput / max(y.throughput for y in loads[:i]) for i, x in enumerate(loads) if i)
     report.target(
         "Throughput as clients are added",
-        "every level ≥ 0.9 × 1-client req/s, no errors",
+        "every level ≥ 0.9 × the best level with fewer clients, no errors",
         " / ".join(f"{x.throughput:.1f}" for x in loads) + " req/s",
         f"worst {worst:.2f}×",
         worst >= 0.9 and not any(x.errors for x in loads),
+        why=f"the app answers {settings.concurrency_limit} requests at a time and queues the rest, so beyond "
+        f"{settings.concurrency_limit} clients the server does no more work at once; what grows is client-side work. "
+        "Every `gradio_client.Client` runs its own event-stream reader thread polling every 50 ms, in this same "
+        "process, competing with the answers for the GIL and the two cores.",
     )
 
 
@@ -446,10 +451,14 @@ def scale(args, tmp: Path, embedder, small, report: Report) -> None:
                     f"{raw_seconds:,.1f} s ({raw_rate:,.1f} chunks/s)",
                 ],
                 ["ingest speed / raw embedding speed", f"{ingest_rate / raw_rate:.2f}"],
-                ["no-op reindex", f"{noop.seconds:.2f} s ({noop.message.split(';')[0]})"],
+                [
+                    "no-op reindex",
+                    f"{noop.seconds:.2f} s ({noop.message.split(';')[0]}; {noop.articles_read} articles read anew)",
+                ],
                 [
                     "reindex after editing one article",
-                    f"{changed.seconds:.2f} s (+{changed.added} / −{changed.removed} chunks; embedding the "
+                    f"{changed.seconds:.2f} s ({changed.articles_read} article read anew, +{changed.added} / "
+                    f"−{changed.removed} chunks; embedding the "
                     f"{len(added)} new chunk(s) alone takes {embed_added:.2f} s)",
                 ],
             ],
@@ -467,9 +476,10 @@ def scale(args, tmp: Path, embedder, small, report: Report) -> None:
         "during the ingest lowers the ratio too (load average at start and end above).",
     )
     plan_cost = (
-        f"a no-op reindex takes {noop.seconds:.2f} s and a one-article change {changed.seconds:.2f} s: the cost is "
-        "the plan, not the change. `make_plan` re-reads, re-parses and re-chunks every article and reads every "
-        "chunk's metadata back from Chroma before it can tell what changed (profile below)."
+        f"a no-op reindex takes {noop.seconds:.2f} s and a one-article change {changed.seconds:.2f} s. Either way the "
+        "ingest hashes every article file, parses and chunks only the changed ones (the ledger of the active version "
+        "says what it was built from); a change also copies the active version's Chroma folder, embeds and adds the "
+        "new chunks, checks the new version and writes its manifest (profile below)."
     )
     report.target(
         "No-op reindex",
@@ -487,12 +497,11 @@ def scale(args, tmp: Path, embedder, small, report: Report) -> None:
         changed.seconds < 1 + embed_added,
         why=plan_cost,
     )
-    if noop.seconds >= 5 or changed.seconds >= 1 + embed_added:
-        _medquad.edit(paths[1])
-        report.code(
-            "cProfile of a reindex after editing one more MedQuAD article:",
-            profile(lambda: reindex(settings, embedder)),
-        )
+    _medquad.edit(paths[1])
+    report.code(
+        "cProfile of a reindex after editing one more MedQuAD article (where the time goes):",
+        profile(lambda: reindex(settings, embedder)),
+    )
 
     say(f"scale: warm latency with and without distractors, {args.repetitions} queries per path")
     big = make_assistant(settings, embedder)
