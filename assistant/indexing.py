@@ -22,7 +22,7 @@ from .corpus import Article, ArticleInfo, default_safety
 from .embeddings import Embedder
 from .errors import IndexInvalid, IndexMissing, IngestLocked
 from .ledger import Ledger, Scan, chunk_sections, count_terms, load_ledger, prune_ledgers, save_ledger, scan_corpus
-from .lexical import terms
+from .lexical import common_terms, terms
 from .store import IndexStore, Manifest
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ def build_manifest(version: int, plan: Plan, infos: list[ArticleInfo], model_id:
         default_source=default_source,
         parent=plan.base.version if plan.base else None,
         term_chunks=len(plan.desired),
-        term_frequencies={term: n for term, n in plan.term_counts.items() if n >= 2},
+        term_frequencies=common_terms(plan.term_counts),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 _WORD = re.compile(r"[a-z]+")
@@ -42,6 +42,11 @@ def mentions(text: str, phrases: Iterable[str]) -> bool:
     """Whether ``text`` contains any of ``phrases``, compared stem by stem."""
     padded = stems(text)
     return any(f" {stems(p).strip()} " in padded for p in phrases if p.strip())
+
+
+def common_terms(counts: Mapping[str, int]) -> dict[str, int]:
+    """The terms held by two or more chunks: a term in one chunk scores as one in none."""
+    return {term: n for term, n in counts.items() if n >= 2}
 
 
 class Lexicon:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from .chunking import searchable
 from .errors import IndexMissing, ModelMismatch, StoreUnavailable
-from .lexical import Lexicon, mentions, terms
+from .lexical import Lexicon, common_terms, mentions, terms
 from .store import IndexStore, Manifest, ServerStore
 
 if TYPE_CHECKING:
@@ -35,14 +36,29 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Scoped:
+    """The chunks of a few articles, held in memory: a question about their subject is searched here,
+    exactly and in microseconds, rather than through a filtered query over the whole index."""
+
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[dict]
+    vectors: np.ndarray
+    lexicon: Lexicon  # word statistics of these chunks alone
+
+
+SCOPE_CACHE = 32  # scopes kept per snapshot; each is a set of articles that declare subject words
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """One published version, opened: a query uses one snapshot from start to end."""
 
     manifest: Manifest
     collection: Collection
     lexicon: Lexicon = field(init=False)
-
-    subjects: dict[str, list[str]] = field(init=False)
+    subjects: dict[str, list[str]] = field(init=False)  # source -> its subject words, for articles with some
+    _scoped: dict[tuple[str, ...], Scoped] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lexicon", Lexicon(self.manifest.term_chunks, self.manifest.term_frequencies))
@@ -54,29 +70,68 @@ class Snapshot:
         named = [source for source, phrases in self.subjects.items() if mentions(question, phrases)]
         return named if len(named) < len(self.manifest.articles) else []
 
+    def lexicon_for(self, scope: list[str]) -> Lexicon:
+        """Word statistics of the ``scope`` articles' own chunks (of the whole index when there is no
+        scope), so that ranking within an article does not change with the other articles indexed."""
+        return self._scoped_chunks(scope).lexicon if scope else self.lexicon
+
     def search(self, vector: np.ndarray, k: int, scope: list[str] | None = None) -> list[Hit]:
         """The ``k`` nearest chunks by cosine similarity, from the ``scope`` articles if given."""
-        where = None
         if scope:
-            where = {"source": scope[0]} if len(scope) == 1 else {"source": {"$in": scope}}
+            chunks = self._scoped_chunks(scope)
+            similarity = chunks.vectors @ vector
+            best = np.argsort(-similarity, kind="stable")[:k]
+            return [_hit(chunks.ids[i], chunks.texts[i], chunks.metadatas[i], float(similarity[i])) for i in best]
         try:
             found = self.collection.query(
-                query_embeddings=vector.reshape(1, -1),
-                n_results=k,
-                where=where,
-                include=["documents", "metadatas", "distances"],
+                query_embeddings=vector.reshape(1, -1), n_results=k, include=["documents", "metadatas", "distances"]
             )
         except Exception as exc:  # a damaged file or a server gone away: Chroma raises many types
             raise StoreUnavailable(
                 f"index version {self.manifest.version} could not be searched ({type(exc).__name__}: {exc})"
             ) from exc
         return [
-            Hit(record_id, str(meta["article"]), str(meta["source"]), str(meta["section"]), text,
-                1.0 - float(distance), int(meta["position"]), 1.0 - float(distance))
+            _hit(record_id, text, meta, 1.0 - float(distance))
             for record_id, text, meta, distance in zip(
                 found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0], strict=True
             )
         ]
+
+    def _scoped_chunks(self, scope: list[str]) -> Scoped:
+        key = tuple(scope)
+        chunks = self._scoped.get(key)
+        if chunks is not None:
+            return chunks
+        where = {"source": scope[0]} if len(scope) == 1 else {"source": {"$in": scope}}
+        try:
+            got = self.collection.get(where=where, include=["documents", "metadatas", "embeddings"])
+        except Exception as exc:  # as in search
+            raise StoreUnavailable(
+                f"index version {self.manifest.version} could not be read ({type(exc).__name__}: {exc})"
+            ) from exc
+        texts, metadatas = list(got["documents"] or []), list(got["metadatas"] or [])
+        counts: Counter[str] = Counter()
+        for text, meta in zip(texts, metadatas, strict=True):
+            counts.update(terms(searchable(str(meta["section"]), text)))
+        vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(texts), -1)
+        chunks = Scoped(list(got["ids"]), texts, metadatas, vectors, Lexicon(len(texts), common_terms(counts)))
+        if len(self._scoped) >= SCOPE_CACHE:
+            self._scoped.clear()
+        self._scoped[key] = chunks
+        return chunks
+
+
+def _hit(record_id: str, text: str, meta: dict, similarity: float) -> Hit:
+    return Hit(
+        record_id,
+        str(meta["article"]),
+        str(meta["source"]),
+        str(meta["section"]),
+        text,
+        similarity,
+        int(meta["position"]),
+        similarity,
+    )
 
 
 class IndexReader:

@@ -148,6 +148,7 @@ class Assistant:
             # not from whichever of thousands of others happens to sit nearest.
             details["scope"] = scope = snapshot.scope(asked)
             hits = snapshot.search(query_vector, settings.candidates, scope)
+            lexicon = snapshot.lexicon_for(scope)
         except AssistantError as exc:
             log.error("answer unavailable: %s", exc)
             self.reader.forget()
@@ -160,7 +161,7 @@ class Assistant:
         manifest = snapshot.manifest
         self._safety = manifest.safety_for()
         query_terms = terms(retrieval_query)
-        hits = self._rescore(hits, query_vector, snapshot.lexicon, query_terms)
+        hits = self._rescore(hits, query_vector, lexicon, query_terms)
         details["hits"] = [{"section": h.section, "article": h.article, "score": round(h.score, 4), "chunk_id": h.chunk_id} for h in hits]
         topic = not_covered_topic(text, rules)
         subject = manifest.articles.get(hits[0].source, {}).get("subject", []) if hits else []
@@ -171,7 +172,7 @@ class Assistant:
             hits,
             query_vector,
             self._sentence_vectors,
-            lambda sentence: settings.lexical_weight * snapshot.lexicon.coverage(query_terms, terms(sentence)),
+            lambda sentence: settings.lexical_weight * lexicon.coverage(query_terms, terms(sentence)),
             min_similarity=needed,
             min_sentence_similarity=settings.min_sentence_similarity,
             max_quotes=settings.max_quotes,

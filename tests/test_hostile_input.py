@@ -37,6 +37,7 @@ BLOCK_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockq
 ANSWER_TAGS = {"p", "blockquote", "em", "strong", "hr", "br"}
 INJECTION = """---
 title: "Needle Aftercare <img src=x onerror=alert(1)>"
+subject: [dry needling, aftercare]
 ---
 # Needle Aftercare <img src=x onerror=alert(1)>
 

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+import yaml
 from conftest import ROOT, build_index, make_assistant, make_settings
 
 from assistant.errors import CorpusError, IngestLocked, ModelMismatch
@@ -89,6 +90,22 @@ def test_a_question_naming_an_articles_subject_is_answered_from_that_article(cor
     assert "How Does Dry Needling Work?" in reply.sources[0].section
     unscoped = assistant.ask("What does a trigger finger catch on?")  # names no article's subject
     assert unscoped.details["scope"] == [] and unscoped.sources[0].article == "Hand Conditions"
+
+
+def test_other_articles_do_not_change_answers_about_an_articles_subject(corpus_copy, tmp_path, embedder, assistant):
+    for n in range(20):  # common words in many chunks change the index-wide word statistics
+        (corpus_copy / f"note-{n:02d}.md").write_text(
+            f"# Note {n}\n\n## Work and pain\n\nHow work, sleep and exercise affect pain, blood flow and muscles.\n"
+        )
+    build_index(corpus_copy, tmp_path / "index", embedder)
+    crowded = make_assistant(make_settings(corpus_copy, tmp_path / "index"), embedder)
+    questions = [case["question"] for case in yaml.safe_load((ROOT / "tests/data/in_scope.yaml").read_text())]
+    scoped = [q for q in questions if crowded.reader.snapshot().scope(q)]
+    assert len(scoped) >= 20
+    for question in scoped:
+        alone, among_others = assistant.ask(question), crowded.ask(question)
+        assert among_others.details["hits"] == alone.details["hits"], question
+        assert among_others.answer == alone.answer
 
 
 def test_changing_the_model_setting_forces_a_full_rebuild(corpus_copy, tmp_path, embedder):
