@@ -12,6 +12,10 @@ import numpy as np
 from .config import DEFAULT_MODEL
 from .errors import ModelUnavailable
 
+# Up to this many texts (a question and its clauses, a passage's sentences) go straight through the
+# model; more (an ingest) go through ``SentenceTransformer.encode``, which batches them by length.
+DIRECT_TEXTS = 16
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -54,7 +58,7 @@ class Embedder:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-            return SentenceTransformer(path, device="cpu")
+            return SentenceTransformer(path, device="cpu").eval()
         except Exception as exc:  # any loader failure means the same thing to the user
             raise ModelUnavailable(
                 f"cannot load embedding model {self.model_id!r} from {path}: {exc}. "
@@ -68,6 +72,8 @@ class Embedder:
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if len(texts) <= DIRECT_TEXTS and not progress:
+            return self._encode_direct(texts)
         return self.model.encode(
             list(texts),
             batch_size=self.batch_size,
@@ -75,6 +81,17 @@ class Embedder:
             convert_to_numpy=True,
             show_progress_bar=progress,
         ).astype(np.float32, copy=False)
+
+    def _encode_direct(self, texts: Sequence[str]) -> np.ndarray:
+        """What ``encode`` computes for one batch (the model's own preprocess and forward, then unit
+        length), without its sorting, batching and conversions: about 1.5 ms of a 6 ms question."""
+        import torch
+
+        model = self.model
+        with torch.inference_mode():
+            vectors = model.forward(model.preprocess(list(texts)))["sentence_embedding"]
+            vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+        return vectors.float().numpy()
 
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]

@@ -45,7 +45,7 @@ def sources_markdown(reply: Reply) -> str:
     for number, source in enumerate(reply.sources, start=1):
         lines.append(
             f"**{number}. {escape_markdown(source.section)}** — *{escape_markdown(source.article)}* "
-            f"(relevance {source.score:.2f})\n\n> {escape_markdown(source.text)}"
+            f"(relevance {source.score:.2f})\n\n> " + escape_markdown(source.text).replace("\n", "\n> ")
         )
     return "\n\n".join(lines)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant import retrieval
 from assistant.answer import SAFETY_RULE, safety_text
 from assistant.chunking import Chunker
 from assistant.cli import main as cli_main
@@ -188,9 +189,12 @@ def test_deleted_index_while_running_replies_unavailable_then_serves_the_rebuilt
         assert taping["sources"][0]["article"] == "Kinesiology Taping"
 
 
+@pytest.mark.parametrize("search", ["chroma", "memory"])
 def test_corrupt_index_files_reply_unavailable_and_the_advised_reingest_repairs_them(
-    config, model, tmp_path, caplog, capsys, monkeypatch
+    config, model, tmp_path, caplog, capsys, monkeypatch, search
 ):
+    if search == "chroma":  # as for an index too large to be held in memory
+        monkeypatch.setattr(retrieval, "IN_MEMORY_CHUNKS", 0)
     ingest_in_process(config, model)
     assistant = start_assistant(config, model)
     with serving(assistant, config, tmp_path) as ask:
@@ -199,10 +203,16 @@ def test_corrupt_index_files_reply_unavailable_and_the_advised_reingest_repairs_
         with open(active, "r+b") as handle:  # in place, as a disk fault or a bad copy would
             handle.write(b"\x00garbage\xff" * 4096)
 
-        with caplog.at_level(logging.ERROR):
-            assert_unavailable(ask(QUESTION), config)
-            assert_unavailable(ask(QUESTION), config)  # stays calm, does not half-work
-        assert errors_logged(caplog, "unavailable")
+        if search == "chroma":
+            with caplog.at_level(logging.ERROR):
+                assert_unavailable(ask(QUESTION), config)
+                assert_unavailable(ask(QUESTION), config)  # stays calm, does not half-work
+            assert errors_logged(caplog, "unavailable")
+        else:  # the published version, loaded and checked before the damage, goes on answering whole
+            for _ in range(2):
+                result = ask(QUESTION)
+                assert_answered(result, config)
+                assert result["index_version"] == 1
 
         # A restart refuses to start on the damaged index, and says how to repair it.
         with pytest.raises(StoreUnavailable) as refused:
@@ -348,6 +358,8 @@ def test_chroma_server_going_away_replies_unavailable_then_recovers_when_it_is_b
     tmp_path, corpus, model, chroma, monkeypatch, caplog
 ):
     monkeypatch.setenv("ASSISTANT_CHROMA_URL", chroma.url)
+    # Searched by the server, as an index too large to be held in memory is.
+    monkeypatch.setattr(retrieval, "IN_MEMORY_CHUNKS", 0)
     config = load_settings(corpus_dir=corpus, index_dir=tmp_path / "index")
     assert config.chroma_url == chroma.url
     ingest_in_process(config, model)

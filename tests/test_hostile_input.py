@@ -35,6 +35,7 @@ RED_FLAG = "I suddenly can't control my bladder and my legs feel numb"
 # Tags plain Markdown may legitimately produce from a patient's text (headings, lists, quotes, rules, code).
 BLOCK_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "hr", "pre", "code", "br"}
 ANSWER_TAGS = {"p", "blockquote", "em", "strong", "hr", "br"}
+SOURCE_TAGS = ANSWER_TAGS | {"ul", "li"}  # a source is shown whole, its lists included
 INJECTION = """---
 title: "Needle Aftercare <img src=x onerror=alert(1)>"
 subject: [dry needling, aftercare]
@@ -134,12 +135,13 @@ def assert_inert(text: str, allowed: set[str]) -> None:
 def assert_sound_reply(reply, safety_tail: str) -> None:
     assert reply.status in STATUSES
     assert reply.answer.endswith(safety_tail), reply.answer[-400:]
-    assert reply.answer.count(SEEK_HELP) == 1
+    assert reply.answer.count(f"**{SEEK_HELP}**") == 1  # the safety text once (a quote may cite its section)
     assert len(reply.answer.encode("utf-8")) < MAX_REPLY_BYTES
     assert "Traceback" not in reply.answer
     assert_inert(reply.answer, ANSWER_TAGS)
-    for message in reply_messages(reply):  # what the chat shows, message by message
-        assert_inert(message["content"], ANSWER_TAGS)
+    answer, *sources, safety = reply_messages(reply)  # what the chat shows, message by message
+    for message, allowed in [(answer, ANSWER_TAGS), *((s, SOURCE_TAGS) for s in sources), (safety, ANSWER_TAGS)]:
+        assert_inert(message["content"], allowed)
     assert reply_messages(reply)[-1]["content"].endswith(safety_tail.removeprefix(SAFETY_RULE))
 
 

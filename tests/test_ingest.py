@@ -267,7 +267,7 @@ def test_an_incremental_version_equals_a_full_rebuild(corpus_copy, tmp_path, emb
     _edit_add_and_remove(corpus_copy)
     incremental = build_index(corpus_copy, index_dir, embedder)
     assert incremental.articles_read == (2 if ledger == "kept" else 3)  # rest.md is unchanged
-    full = build_index(corpus_copy, tmp_path / "full", embedder)
+    build_index(corpus_copy, tmp_path / "full", embedder)
     got, want = open_store(index_dir, None).active(), open_store(tmp_path / "full", None).active()
     assert (got.chunks, got.articles, got.default_source) == (want.chunks, want.articles, want.default_source)
     assert got.term_frequencies == want.term_frequencies and got.term_chunks == want.term_chunks

@@ -1,0 +1,32 @@
+"""The embedder: the real model, offline; its direct path gives what SentenceTransformer.encode gives."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from assistant.embeddings import DIRECT_TEXTS
+
+TEXTS = [
+    "What is dry needling?",
+    "Is it safe if I'm pregnant?",
+    "I suddenly can't control my bladder and my legs feel numb",
+    "¿Duele la punción seca? 针刺疼吗? 😬",
+    "pain " * 600,  # longer than the model's 256 tokens: truncated alike
+]
+
+
+def test_direct_path_matches_sentence_transformers_encode(embedder):
+    assert len(TEXTS) <= DIRECT_TEXTS
+    direct = embedder.encode(TEXTS)
+    reference = embedder.model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    assert direct.dtype == np.float32 and direct.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(direct, reference, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(direct, axis=1), 1.0, atol=1e-5)
+    for text, vector in zip(TEXTS, direct, strict=True):  # batching does not change a text's vector
+        np.testing.assert_allclose(embedder.encode([text])[0], vector, atol=1e-5)
+
+
+def test_many_texts_go_through_encode_and_agree(embedder):
+    many = [f"Question number {n} about needling and back pain" for n in range(DIRECT_TEXTS + 4)]
+    batched = embedder.encode(many)
+    np.testing.assert_allclose(batched[:DIRECT_TEXTS], embedder.encode(many[:DIRECT_TEXTS]), atol=1e-5)
