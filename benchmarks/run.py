@@ -231,17 +231,19 @@ class Graded:
     top: str  # the best hit, "article > section"
 
 
-def in_scope_cases() -> list[tuple[str, str]] | None:
+def in_scope_cases() -> list[tuple[str, str | list[str]]] | None:
     if not IN_SCOPE.is_file():
         return None
     data = yaml.safe_load(IN_SCOPE.read_text(encoding="utf-8"))
     entries = data if isinstance(data, list) else (data or {}).get("questions", [])
-    return [(str(e["question"]), str(e["section"])) for e in entries if "question" in e and "section" in e]
+    return [(str(e["question"]), e["section"]) for e in entries if "question" in e and "section" in e]
 
 
-def section_matches(expected: str, section: str) -> bool:
-    """The expected section is the full path ("A > B") or any part of it."""
-    return expected.strip().casefold() in {p.strip().casefold() for p in [section, *section.split(" > ")]}
+def section_matches(expected: str | list[str], section: str) -> bool:
+    """The expected section (or one of a list that each answer the question) is the full path ("A > B") or
+    any part of it."""
+    parts = {p.strip().casefold() for p in [section, *section.split(" > ")]}
+    return any(str(e).strip().casefold() in parts for e in (expected if isinstance(expected, list) else [expected]))
 
 
 def quality(assistant, cases: list[tuple[str, str]]) -> list[Graded]:
