@@ -21,8 +21,8 @@ from .chunking import Chunk, Chunker, fingerprint, searchable
 from .corpus import Article, ArticleInfo, default_safety
 from .embeddings import Embedder
 from .errors import IndexInvalid, IndexMissing, IngestLocked
-from .ledger import Ledger, Scan, chunk_sections, count_terms, load_ledger, prune_ledgers, save_ledger, scan_corpus
-from .lexical import common_terms, terms
+from .ledger import Ledger, Scan, chunk_sections, load_ledger, prune_ledgers, save_ledger, scan_corpus
+from .lexical import common_terms, count_terms
 from .store import IndexStore, Manifest
 
 if TYPE_CHECKING:
@@ -147,6 +147,7 @@ def make_plan(
     base, reason = choose_base(active, fingerprint(model_id, chunker), model_id, full)
     ledger = load_ledger(index_dir, base) if base is not None else None
     present: dict[str, tuple[str, str]] = {}
+    collection = None
     if base is not None:
         try:
             collection = store.open(base)
@@ -160,18 +161,18 @@ def make_plan(
     plan = Plan(base, reason, desired, from_ledger=ledger is not None)
     if base is None:
         plan.added = list(scan.fresh.values())
-        plan.term_counts = count_terms(plan.added)
+        plan.term_counts = count_terms(c.searchable for c in plan.added)
         return plan, scan
     plan.added = [scan.fresh[cid] for cid in desired if cid not in present]
     plan.removed = [cid for cid in present if cid not in desired]
     plan.unchanged = len(desired) - len(plan.added)
     plan.changed_sections = {(c.source, c.section) for c in plan.added} & {present[cid] for cid in plan.removed}
     if ledger is None:
-        plan.term_counts = count_terms(scan.fresh.values())
+        plan.term_counts = count_terms(c.searchable for c in scan.fresh.values())
     else:  # the base's counts, less the chunks going, plus the chunks coming
         counts = ledger.term_counts.copy()
-        counts.update(count_terms(plan.added))
-        counts.subtract(_removed_terms(store.open(base), plan.removed, present))
+        counts.update(count_terms(c.searchable for c in plan.added))
+        counts.subtract(_removed_terms(collection, plan.removed, present))
         plan.term_counts = +counts  # drops the terms no chunk holds any more
     return plan, scan
 
@@ -180,8 +181,8 @@ def _removed_terms(collection: Collection, removed: list[str], present: dict[str
     counts: Counter[str] = Counter()
     for start in range(0, len(removed), EMBED_BLOCK):
         got = collection.get(ids=removed[start : start + EMBED_BLOCK], include=["documents"])
-        for record_id, text in zip(got["ids"], got["documents"] or [], strict=True):
-            counts.update(terms(searchable(present[record_id][1], text)))
+        pairs = zip(got["ids"], got["documents"] or [], strict=True)
+        counts.update(count_terms(searchable(present[record_id][1], text) for record_id, text in pairs))
     return counts
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from .chunking import Chunk, Chunker
 from .corpus import ArticleInfo, article_paths, check_article, parse_article
 from .errors import CorpusError
-from .lexical import terms
 from .store import Manifest, write_atomic
 
 FOLDER = "ledgers"
@@ -103,13 +102,6 @@ def prune_ledgers(index_dir: Path, keep: Iterable[int]) -> None:
     for path in (index_dir / FOLDER).glob("v*.json"):
         if path.name not in kept:
             path.unlink(missing_ok=True)
-
-
-def count_terms(chunks: Iterable[Chunk]) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for chunk in chunks:
-        counts.update(terms(chunk.searchable))
-    return counts
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
@@ -42,6 +43,14 @@ def mentions(text: str, phrases: Iterable[str]) -> bool:
     """Whether ``text`` contains any of ``phrases``, compared stem by stem."""
     padded = stems(text)
     return any(f" {stems(p).strip()} " in padded for p in phrases if p.strip())
+
+
+def count_terms(texts: Iterable[str]) -> Counter[str]:
+    """For each term, how many of ``texts`` hold it."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(terms(text))
+    return counts
 
 
 def common_terms(counts: Mapping[str, int]) -> dict[str, int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from .chunking import searchable
 from .errors import IndexMissing, ModelMismatch, StoreUnavailable
-from .lexical import Lexicon, common_terms, mentions, terms
+from .lexical import Lexicon, common_terms, count_terms, mentions, terms
 from .store import IndexStore, Manifest, ServerStore
 
 if TYPE_CHECKING:
@@ -106,7 +105,7 @@ class Snapshot:
         chunks = self._scoped.get(key)
         if chunks is not None:
             return chunks
-        where = None if not scope else {"source": scope[0]} if len(scope) == 1 else {"source": {"$in": scope}}
+        where = {"source": {"$in": scope}} if scope else None
         try:
             got = self.collection.get(where=where, include=["documents", "metadatas", "embeddings"])
         except Exception as exc:  # as in search
@@ -114,9 +113,7 @@ class Snapshot:
                 f"index version {self.manifest.version} could not be read ({type(exc).__name__}: {exc})"
             ) from exc
         texts, metadatas = list(got["documents"] or []), list(got["metadatas"] or [])
-        counts: Counter[str] = Counter()
-        for text, meta in zip(texts, metadatas, strict=True):
-            counts.update(terms(searchable(str(meta["section"]), text)))
+        counts = count_terms(searchable(str(meta["section"]), text) for text, meta in zip(texts, metadatas, strict=True))
         vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(texts), -1)
         chunks = Scoped(list(got["ids"]), texts, metadatas, vectors, Lexicon(len(texts), common_terms(counts)))
         if len(self._scoped) >= SCOPE_CACHE:
