@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     queue_max_size: int = 64
     staff_password: str | None = None
     feedback_db: Path = Path(".data/feedback.sqlite3")
+    # Bounds on what one request, one session and the feedback table may cost.
+    max_body_bytes: int = 65_536
+    max_upload_bytes: int = 1_048_576
+    feedback_retention_days: int = 365
+    ratings_per_minute: int = 10
+    session_capacity: int = 1000
+    export_ttl_seconds: int = 300
+    # Who may embed the chat in a frame (a CSP frame-ancestors value, e.g. "'self' https://clinic.example")
+    # and which origins may call it from another site (comma-separated; never with credentials).
+    frame_ancestors: str = "'none'"
+    cors_origins: str = ""
 
     def resolved(self) -> Settings:
         """Absolute paths, so a later ``chdir`` cannot move the index."""

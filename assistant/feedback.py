@@ -7,7 +7,7 @@ import io
 import json
 import sqlite3
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 SCHEMA = """
@@ -26,25 +26,51 @@ CREATE TABLE IF NOT EXISTS feedback (
 """
 COLUMNS = ("created_at", "rating", "comment", "question", "answer", "status", "sources", "index_version")
 MAX_COMMENT = 1000
+MAX_QUESTION = 2000
+MAX_ANSWER = 8000
+MAX_SOURCES = 20
+# A spreadsheet cell holds at most 32,767 characters; stay well below it.
+MAX_CELL = 32_000
+TRUNCATED = " …"
+
+
+def capped(text: object, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
 
 
 def _cell(value: object) -> object:
-    """Patient text never runs as a spreadsheet formula when staff open the export."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
+    """Patient text never runs as a spreadsheet formula when staff open the export, and fits a cell."""
+    if isinstance(value, str):
+        if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            value = "'" + value
+        return capped(value, MAX_CELL)
     return value
+
+
+def _sources(reply: dict) -> list[dict]:
+    sources = reply.get("sources")
+    return [s for s in sources[:MAX_SOURCES] if isinstance(s, dict)] if isinstance(sources, list) else []
 
 
 class FeedbackStore:
     """One row per rated reply: a second click updates it, never duplicates it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, retention_days: int | None = None) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(SCHEMA)
+        if retention_days is not None and retention_days > 0:
+            self.purge_older_than(timedelta(days=retention_days))
+
+    def purge_older_than(self, age: timedelta) -> int:
+        """Delete ratings older than ``age``; returns how many went."""
+        cutoff = (datetime.now(UTC) - age).isoformat(timespec="seconds")
+        with self._lock, self._connect() as db:
+            return db.execute("DELETE FROM feedback WHERE created_at < ?", (cutoff,)).rowcount
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
@@ -54,11 +80,13 @@ class FeedbackStore:
             reply_id,
             datetime.now(UTC).isoformat(timespec="seconds"),
             "up" if liked else "down",
-            comment[:MAX_COMMENT],
-            str(reply.get("question", "")),
-            str(reply.get("answer", "")),
-            str(reply.get("status", "")),
-            json.dumps([{k: s[k] for k in ("article", "section", "chunk_id")} for s in reply.get("sources", [])]),
+            capped(comment, MAX_COMMENT),
+            capped(reply.get("question", ""), MAX_QUESTION),
+            capped(reply.get("answer", ""), MAX_ANSWER),
+            capped(reply.get("status", ""), 40),
+            json.dumps(
+                [{k: capped(s.get(k, ""), 300) for k in ("article", "section", "chunk_id")} for s in _sources(reply)]
+            ),
             reply.get("index_version"),
         )
         with self._lock, self._connect() as db:
@@ -72,7 +100,7 @@ class FeedbackStore:
 
     def comment(self, reply_id: str, comment: str) -> bool:
         with self._lock, self._connect() as db:
-            cur = db.execute("UPDATE feedback SET comment=? WHERE reply_id=?", (comment[:MAX_COMMENT], reply_id))
+            cur = db.execute("UPDATE feedback SET comment=? WHERE reply_id=?", (capped(comment, MAX_COMMENT), reply_id))
             return cur.rowcount == 1
 
     def rows(self, limit: int = 500) -> list[tuple]:

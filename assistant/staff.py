@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -22,13 +24,14 @@ from .errors import EvalFileError
 from .evalset import Result, fenced, load_cases, markdown_report, run_eval
 from .feedback import COLUMNS, FeedbackStore
 from .service import Assistant
-from .ui import password_ok
+from .ui import ANSWERING, password_ok
 
 log = logging.getLogger("assistant.staff")
 
 DENIED = "Access denied."
 PROJECT_SET = Path(__file__).resolve().parent.parent / "tests" / "data" / "staff-set.yaml"
 STAFF_API = "undocumented"  # hidden from the API page; the password is what protects them
+ALREADY_RUNNING = "A test set is already running; please wait for it to finish and try again."
 
 
 def _allowed(password: object, settings: Settings) -> bool:
@@ -90,6 +93,7 @@ class StaffHandlers:
         self.settings = settings
         self.feedback = feedback
         self.export_dir = export_dir
+        self._eval = threading.Lock()  # one test run at a time, so a long set holds one worker at most
 
     def inspect(self, password: str, question: str, earlier: str) -> str:
         if not _allowed(password, self.settings):
@@ -115,7 +119,12 @@ class StaffHandlers:
             cases = load_cases(path, label)
         except EvalFileError as exc:
             return f"**The test set has problems, so nothing was run:**\n\n{fenced(str(exc))}"
-        results: list[Result] = run_eval(cases, self.assistant.ask)
+        if not self._eval.acquire(blocking=False):
+            return ALREADY_RUNNING
+        try:
+            results: list[Result] = run_eval(cases, self.assistant.ask)
+        finally:
+            self._eval.release()
         return markdown_report(results, label)
 
     def show_feedback(self, password: str) -> tuple[str, list[list[object]]]:
@@ -131,10 +140,23 @@ class StaffHandlers:
             return DENIED, None
         if self.feedback is None:
             return "Patient feedback is not being collected.", None
-        folder = Path(tempfile.mkdtemp(prefix="export-", dir=self.export_dir))
+        folder = Path(tempfile.mkdtemp(prefix="export-", dir=self.export_dir))  # mode 0700
         path = folder / f"feedback-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
-        path.write_text(self.feedback.to_csv(), encoding="utf-8", newline="")
+        # Readable by the app's user only, from creation on (Gradio's copy for download keeps the mode).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            out.write(self.feedback.to_csv())
+        timer = threading.Timer(self.settings.export_ttl_seconds, _remove, args=(folder,))
+        timer.daemon = True
+        timer.start()
         return "Your CSV file is ready to download.", str(path)
+
+
+def _remove(folder: Path) -> None:
+    """Delete an export folder once its download window has passed."""
+    for item in folder.glob("*"):
+        item.unlink(missing_ok=True)
+    folder.rmdir()
 
 
 def build_staff_tab(assistant: Assistant, settings: Settings, feedback: FeedbackStore | None) -> None:
@@ -166,10 +188,14 @@ def build_staff_tab(assistant: Assistant, settings: Settings, feedback: Feedback
         download = gr.File(label="Feedback CSV", interactive=False)
 
     hidden = {"api_visibility": STAFF_API}
-    inspect.click(staff.inspect, [password, question, earlier], inspected, api_name="staff_inspect", **hidden)
-    question.submit(staff.inspect, [password, question, earlier], inspected, api_visibility="private")
-    # One test run at a time, so a long set cannot take every worker from the patients.
-    running = {"concurrency_id": "staff-eval", "concurrency_limit": 1, **hidden}
+    # Staff questions share the patients' one budget of workers and queue places.
+    answering = {"concurrency_id": ANSWERING, "concurrency_limit": settings.concurrency_limit}
+    inspect.click(
+        staff.inspect, [password, question, earlier], inspected, api_name="staff_inspect", **answering, **hidden
+    )
+    question.submit(staff.inspect, [password, question, earlier], inspected, api_visibility="private", **answering)
+    # One test run at a time (StaffHandlers refuses a second), so a long set holds one worker at most.
+    running = {**answering, **hidden}
     run_upload.click(staff.run_uploaded, [password, upload], results, api_name="staff_run_set", **running)
     run_project.click(staff.run_project, [password], results, api_name="staff_run_project_set", **running)
     show.click(staff.show_feedback, [password], [feedback_note, table], api_name="staff_feedback", **hidden)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
+import time
 import uuid
+from collections import OrderedDict, deque
 from typing import Any
 
 import gradio as gr
 
-from .answer import Reply, escape_markdown
+from . import answer as compose
+from .answer import UNAVAILABLE, URGENT, Reply, escape_markdown
 from .config import Settings
 from .feedback import MAX_COMMENT, FeedbackStore
 from .service import Assistant
+from .triage import triage
 
 log = logging.getLogger("assistant.ui")
 
@@ -32,6 +37,14 @@ FEEDBACK_NOTICE = (
     "so the clinic can improve it; nothing that identifies you is stored."
 )
 MAX_SHOWN_CHARS = 4000
+BUSY = (
+    "Many people are asking right now, so I can't look this up in the article at the moment. "
+    "Please send your question again in a minute. In an emergency, call your local emergency number."
+)
+# Every event that answers a question runs in this one concurrency group: one app-wide budget.
+ANSWERING = "answering"
+MAX_KEPT_MESSAGES = 60  # per conversation; older exchanges leave the chat (and the session's memory)
+RATING_WINDOW_SECONDS = 60.0
 
 
 def shown(text: str) -> str:
@@ -68,9 +81,81 @@ def reply_messages(reply: Reply) -> list[dict[str, Any]]:
 class ChatHandlers:
     """The functions Gradio calls, bound to one assistant."""
 
-    def __init__(self, assistant: Assistant, feedback: FeedbackStore | None) -> None:
+    def __init__(
+        self, assistant: Assistant, feedback: FeedbackStore | None, ratings_per_minute: int = 10, sessions: int = 1000
+    ) -> None:
         self.assistant = assistant
         self.feedback = feedback
+        self.ratings_per_minute = ratings_per_minute
+        self._sessions = sessions
+        self._ratings: OrderedDict[str, deque[float]] = OrderedDict()  # session -> recent rating times
+        self._ratings_lock = threading.Lock()
+
+    # -- the chat: accept at once, answer in the queue, say "busy" when the queue is full -----------
+
+    def urgent_alert(self, message: str) -> str:
+        """The red-flag advice for ``message``, by pattern only: no model, no index, no queue."""
+        try:
+            return compose.alert_text(triage(message, self.assistant.services.rules).flags())
+        except Exception:  # the edge: the queued answer triages again in full
+            log.exception("pattern triage failed while accepting a message")
+            return ""
+
+    def accept(self, message: object, conversation: list, replies: dict) -> tuple[str, list, list, dict, dict]:
+        """First, unqueued step: show the patient's message (and any urgent advice) at once.
+
+        Runs outside the answer queue, so it happens even when the queue is full. Returns the
+        cleared box, what the chat shows, the conversation so far, the reply records and what the
+        answer step needs.
+        """
+        text = message if isinstance(message, str) else ""
+        conversation, replies = self._trimmed(list(conversation or []), dict(replies or {}))
+        conversation.append({"role": "user", "content": shown(text)})
+        alert = self.urgent_alert(text)
+        pending = {"message": text, "alert": alert}
+        showing = conversation + ([{"role": "assistant", "content": alert}] if alert else [])
+        return "", showing, conversation, replies, pending
+
+    def answer(self, pending: dict, conversation: list, turns: list[str], replies: dict):
+        """Second, queued step: the full reply, streamed message by message after the patient's own."""
+        text = str((pending or {}).get("message", ""))
+        conversation, turns, replies = list(conversation or []), list(turns or []), dict(replies or {})
+        reply = self.safe_ask(text, turns)
+        first = len(conversation)
+        record = {**reply.to_dict(), "reply_id": uuid.uuid4().hex}
+        for message_dict in reply_messages(reply):
+            conversation.append(message_dict)
+            yield conversation, conversation, turns, replies
+        for index in range(first, len(conversation)):
+            replies[str(index)] = record
+        yield conversation, conversation, self._remember(turns, text), replies
+
+    def busy_reply(self, message: object, alert: str = "") -> Reply:
+        """The reply when the answer queue is full: try again, any urgent advice first, the safety text last."""
+        text = message if isinstance(message, str) else ""
+        reply = Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=BUSY, details={"busy": True})
+        return compose.finish(reply, self.assistant.last_safety())
+
+    def busy(self, pending: dict, conversation: list) -> tuple[list, list]:
+        """Runs when the answer step was turned away (queue full) or failed: the chat still gets a reply."""
+        pending = pending or {}
+        conversation = list(conversation or [])
+        conversation += reply_messages(self.busy_reply(pending.get("message", ""), str(pending.get("alert", ""))))
+        return conversation, conversation
+
+    @staticmethod
+    def _trimmed(conversation: list, replies: dict) -> tuple[list, dict]:
+        """Keep at most ``MAX_KEPT_MESSAGES``, dropping whole exchanges from the start."""
+        if len(conversation) <= MAX_KEPT_MESSAGES:
+            return conversation, replies
+        drop = len(conversation) - MAX_KEPT_MESSAGES
+        while drop < len(conversation) and conversation[drop].get("role") != "user":
+            drop += 1
+        shifted = {}
+        for key, record in replies.items():
+            if key.isdigit() and int(key) >= drop:
+                shifted[str(int(key) - drop)] = record
+        return conversation[drop:], shifted
 
     def safe_ask(self, message: object, turns: list[str] | None = None) -> Reply:
         try:
@@ -94,34 +179,74 @@ class ChatHandlers:
             yield "", chat, turns, replies
         for index in range(first, len(chat)):
             replies[str(index)] = record
-        if message.strip():
-            turns.append(message[: self.assistant.settings.max_question_chars])
-        yield "", chat, turns, replies
+        yield "", chat, self._remember(turns, message), replies
+
+    def _remember(self, turns: list[str], message: str) -> list[str]:
+        """The patient's last few messages, as many as a follow-up question can lean on."""
+        if not message.strip():
+            return turns
+        keep = max(1, self.assistant.settings.history_turns)
+        return [*turns, message[: self.assistant.settings.max_question_chars]][-keep:]
 
     def ask_api(self, question: str) -> dict:
         """One question in, the JSON contract out (the same as ``python -m assistant ask --json``)."""
-        return self.safe_ask(question).to_dict()
+        reply = self.safe_ask(question).to_dict()
+        if isinstance(reply.get("question"), str):  # a long message is refused, not echoed back whole
+            reply["question"] = reply["question"][: self.assistant.settings.max_question_chars]
+        return reply
 
     @staticmethod
-    def _rated_record(data: gr.LikeData, replies: dict) -> dict | None:
-        index = data.index[0] if isinstance(data.index, list | tuple) else data.index
-        return (replies or {}).get(str(index))
+    def _like(data: object) -> tuple[object, object]:
+        """(index, liked) from the like event, or (None, None) when the event carries no usable data."""
+        raw = getattr(data, "_data", None)
+        if not isinstance(raw, dict):
+            return None, None
+        index = raw.get("index")
+        index = index[0] if isinstance(index, list | tuple) and index else index
+        return (index if isinstance(index, int | str) else None), raw.get("liked")
 
-    def rate(self, data: gr.LikeData, replies: dict) -> str:
+    @classmethod
+    def _rated_record(cls, data: object, replies: dict) -> dict | None:
+        index, _ = cls._like(data)
+        record = (replies or {}).get(str(index)) if index is not None else None
+        return record if isinstance(record, dict) and "reply_id" in record else None
+
+    def _allow_rating(self, session: str) -> bool:
+        """At most ``ratings_per_minute`` ratings per session; the table of sessions is bounded too."""
+        now = time.monotonic()
+        with self._ratings_lock:
+            recent = self._ratings.pop(session, deque())
+            while recent and now - recent[0] > RATING_WINDOW_SECONDS:
+                recent.popleft()
+            allowed = len(recent) < self.ratings_per_minute
+            if allowed:
+                recent.append(now)
+            self._ratings[session] = recent
+            while len(self._ratings) > self._sessions:
+                self._ratings.popitem(last=False)
+            return allowed
+
+    def rate(self, data: gr.EventData, replies: dict, session: str = "") -> str:
         if self.feedback is None:
             return ""
         record = self._rated_record(data, replies)
         if record is None:
             return "That reply is no longer available to rate."
-        liked = data.liked is True or data.liked == "Like"
-        self.feedback.rate(record["reply_id"], record, liked)
+        if not self._allow_rating(session):
+            return "You have rated many answers in the last minute; please wait a moment before rating again."
+        _, liked = self._like(data)
+        self.feedback.rate(record["reply_id"], record, liked is True or liked == "Like")
         return "Thank you: your rating was saved."
 
-    def rate_and_remember(self, data: gr.LikeData, replies: dict, last_rated: str | None) -> tuple[str, str | None]:
+    def rate_and_remember(
+        self, data: gr.EventData, replies: dict, last_rated: str | None, request: gr.Request | None = None
+    ) -> tuple[str, str | None]:
         """Save a rating and remember which reply it was, so a comment can follow it."""
-        message = self.rate(data, replies)
+        session = str(getattr(request, "session_hash", None) or "")
+        message = self.rate(data, replies, session)
         record = self._rated_record(data, replies) if self.feedback is not None else None
-        return message, record["reply_id"] if record else last_rated
+        saved = message.startswith("Thank you")
+        return message, record["reply_id"] if record and saved else last_rated
 
     def comment(self, text: str, last_rated: str | None) -> tuple[str, str]:
         """Attach a comment to the patient's last rated reply; returns (message, what stays in the box)."""
@@ -138,8 +263,10 @@ class ChatHandlers:
 
 
 def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore | None = None) -> gr.Blocks:
-    handlers = ChatHandlers(assistant, feedback)
-    with gr.Blocks(title="Dry needling for back pain — assistant", fill_height=True) as app:
+    handlers = ChatHandlers(assistant, feedback, settings.ratings_per_minute, settings.session_capacity)
+    # Files Gradio keeps (staff uploads, exports) are deleted once they are a few minutes old.
+    cleanup = (max(10, settings.export_ttl_seconds // 5), settings.export_ttl_seconds)
+    with gr.Blocks(title="Dry needling for back pain — assistant", fill_height=True, delete_cache=cleanup) as app:
         gr.Markdown(INTRO)
         with gr.Tab("Ask", elem_id="ask-tab"):
             chatbot = gr.Chatbot(
@@ -152,14 +279,18 @@ def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore 
                 feedback_options=("Like", "Dislike") if feedback else (),
                 placeholder="Ask a question about dry needling for back pain.",
             )
+            # The conversation lives on the server: the page never sends the whole chat back.
+            conversation = gr.State([])
             turns = gr.State([])
             replies = gr.State({})
+            pending = gr.State({})
             box = gr.Textbox(
                 label="Your question",
                 placeholder="Type your question and press Enter",
                 elem_id="question",
                 lines=1,
                 max_lines=6,
+                max_length=max(settings.max_question_chars, settings.max_body_bytes // 8),
                 submit_btn="Send",
                 autofocus=True,
             )
@@ -177,15 +308,39 @@ def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore 
                         scale=4,
                     )
                     comment_btn = gr.Button("Add comment", elem_id="feedback-comment-send", scale=1)
-        box.submit(
+            api_chat = gr.Button(visible=False)  # carries the /chat API; the page uses the steps below
+        answering = {"concurrency_id": ANSWERING, "concurrency_limit": settings.concurrency_limit}
+        # Shown at once, outside the queue: the message, and any urgent advice found by pattern.
+        accepted = box.submit(
+            handlers.accept,
+            [box, conversation, replies],
+            [box, chatbot, conversation, replies, pending],
+            queue=False,
+            api_visibility="private",
+        )
+        answered = accepted.success(
+            handlers.answer,
+            [pending, conversation, turns, replies],
+            [chatbot, conversation, turns, replies],
+            api_visibility="private",
+            **answering,
+        )
+        # A full queue turns the answer step away: the chat then says "busy", with the safety text.
+        answered.failure(
+            handlers.busy, [pending, conversation], [chatbot, conversation], queue=False, api_visibility="private"
+        )
+        api_chat.click(
             handlers.respond,
             [box, chatbot, turns, replies],
             [box, chatbot, turns, replies],
             api_name="chat",
             api_visibility="undocumented",
+            **answering,
         )
         if feedback is not None:
-            chatbot.like(handlers.rate_and_remember, [replies, last_rated], [status, last_rated], api_visibility="private")
+            chatbot.like(
+                handlers.rate_and_remember, [replies, last_rated], [status, last_rated], api_visibility="private"
+            )
             gr.on(
                 [comment_box.submit, comment_btn.click],
                 handlers.comment,
@@ -197,8 +352,9 @@ def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore 
             from .staff import build_staff_tab
 
             build_staff_tab(assistant, settings, feedback)
-        gr.api(handlers.ask_api, api_name="ask")
-    app.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
+        gr.api(handlers.ask_api, api_name="ask", **answering)
+    # api_open=False: /gradio_api/run/<name> cannot skip the queue for any queued event.
+    app.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size, api_open=False)
     return app
 
 
@@ -209,9 +365,10 @@ def password_ok(given: object, settings: Settings) -> bool:
 
 def serve(settings: Settings) -> None:
     from .service import create_assistant
+    from .web import serve_forever, web_app
 
     assistant = create_assistant(settings)
-    feedback = FeedbackStore(settings.feedback_db)
-    app = build_app(assistant, settings, feedback)
+    feedback = FeedbackStore(settings.feedback_db, retention_days=settings.feedback_retention_days)
+    app = web_app(build_app(assistant, settings, feedback), settings)
     log.warning("serving the chat on http://%s:%s", settings.host, settings.port)
-    app.launch(server_name=settings.host, server_port=settings.port, show_error=False, footer_links=["api"])
+    serve_forever(app, settings.host, settings.port)

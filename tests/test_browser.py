@@ -316,3 +316,97 @@ def test_a_full_queue_tells_the_patient_to_try_again_and_trying_again_works(
         finally:
             release.set()
             context.close()
+
+
+@contextmanager
+def serving_guarded(assistant: Assistant, settings: Settings, feedback: FeedbackStore | None) -> Iterator[str]:
+    """The chat as production serves it: the Gradio app mounted behind the HTTP edge rules."""
+    from assistant.web import running, web_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with running(web_app(build_app(assistant, settings, feedback), settings), "127.0.0.1", port) as url:
+        yield url
+
+
+@contextmanager
+def full_queue(url: str, release: threading.Event, page) -> Iterator[None]:
+    """Two API requests: one holds the only worker, the other the only queue place."""
+    from gradio_client import Client
+    from gradio_client.utils import Status
+
+    others = [Client(url, verbose=False) for _ in range(2)]
+    jobs = [client.submit("What is dry needling?", api_name="/ask") for client in others]
+    try:
+        for _ in range(300):
+            if {job.status().code for job in jobs} == {Status.PROCESSING, Status.IN_QUEUE}:
+                break
+            page.wait_for_timeout(100)
+        else:
+            pytest.fail(f"the queue never filled: {[job.status().code for job in jobs]}")
+        yield
+    finally:
+        release.set()
+        for job in jobs:
+            try:
+                job.result(timeout=60)
+            except Exception:  # noqa: S110 - only the patient's page is under test here
+                pass
+        for client in others:
+            client.close()
+
+
+def test_with_the_queue_full_a_red_flag_message_stays_and_gets_urgent_advice_busy_and_safety_text(
+    browser, indexed, dialogs, safety, artifacts
+):
+    """The queue is full: the patient's message is still shown, a red flag still gets its urgent advice,
+    the reply says to try again and ends with the safety text; and the chat works again afterwards."""
+    settings, embedder, tmp = indexed
+    tiny = settings.model_copy(update={"concurrency_limit": 1, "queue_max_size": 1})
+    assistant = Assistant(build_services(tiny, embedder))
+    assistant.warm()
+    release = threading.Event()
+    answer = assistant.ask
+
+    def held(*args, **kwargs):
+        release.wait(timeout=60)
+        return answer(*args, **kwargs)
+
+    assistant.ask = held  # type: ignore[method-assign]
+    with serving_guarded(assistant, tiny, FeedbackStore(tmp / "busy-feedback.sqlite3")) as url:
+        context = browser.new_context(viewport={"width": 1100, "height": 1000})
+        page = context.new_page()
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        try:
+            page.goto(url)
+            page.locator("#question textarea").wait_for()
+            with full_queue(url, release, page):
+                red_flag = "I have chest pain after needling"
+                reply = send(page, red_flag)
+                expect(user_messages(page).last).to_have_text(red_flag)  # the message did not vanish
+                expect(reply.first).to_contain_text("Chest pain or sudden breathlessness: please act now.")
+                expect(reply.first.locator("strong").first).to_contain_text("please act now")
+                expect(reply.first).to_contain_text("Many people are asking right now")
+                expect(reply.first).to_contain_text("send your question again")
+                assert_safety_text_last(page, reply, safety)
+                page.screenshot(path=str(artifacts / "queue-full-red-flag.png"), full_page=True)
+
+                plain = "How long does a session take?"
+                reply = send(page, plain)
+                expect(user_messages(page).last).to_have_text(plain)
+                expect(reply.first).to_contain_text("Many people are asking right now")
+                expect(reply.first).not_to_contain_text("please act now")
+                assert_safety_text_last(page, reply, safety)
+                expect(page.locator("#chat .error")).to_have_count(0)  # no "Error" badge over the chat
+                expect(user_messages(page)).to_have_count(2)
+            reply = send(page, "What are the side effects of dry needling?")  # room again: a real answer
+            expect(reply.first.locator("blockquote").first).to_be_visible()
+            assert_safety_text_last(page, reply, safety)
+            assert dialogs == []
+            assert not [line for line in console if "Content Security Policy" in line]  # the page works under it
+        finally:
+            release.set()
+            context.close()
