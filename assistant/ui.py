@@ -122,7 +122,7 @@ class ChatHandlers:
         conversation, turns, replies = list(conversation or []), list(turns or []), dict(replies or {})
         reply = self.safe_ask(text, turns)
         first = len(conversation)
-        record = {**reply.to_dict(), "reply_id": uuid.uuid4().hex}
+        record = self._record(reply)
         for message_dict in reply_messages(reply):
             conversation.append(message_dict)
             yield conversation, conversation, turns, replies
@@ -173,13 +173,22 @@ class ChatHandlers:
         yield "", chat, turns, replies
         reply = self.safe_ask(message, turns)
         first = len(chat)
-        record = {**reply.to_dict(), "reply_id": uuid.uuid4().hex}
+        record = self._record(reply)
         for message_dict in reply_messages(reply):
             chat.append(message_dict)
             yield "", chat, turns, replies
+        oldest = len(chat) - MAX_KEPT_MESSAGES  # the caller keeps the chat; only its last messages are rateable
+        replies = {key: value for key, value in replies.items() if key.isdigit() and int(key) >= oldest}
         for index in range(first, len(chat)):
             replies[str(index)] = record
         yield "", chat, self._remember(turns, message), replies
+
+    def _record(self, reply: Reply) -> dict:
+        """What a rating of this reply saves, kept in the session until the message leaves the chat."""
+        record = {**reply.to_dict(), "reply_id": uuid.uuid4().hex}
+        if isinstance(record.get("question"), str):
+            record["question"] = record["question"][: self.assistant.settings.max_question_chars]
+        return record
 
     def _remember(self, turns: list[str], message: str) -> list[str]:
         """The patient's last few messages, as many as a follow-up question can lean on."""

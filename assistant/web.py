@@ -177,6 +177,7 @@ def web_app(blocks: gr.Blocks, settings: Settings) -> FastAPI:
         server_port=settings.port,
         show_error=False,
         footer_links=["api"],
+        run_history=False,  # never keep patients' questions in the browser's storage
         max_file_size=settings.max_upload_bytes if uploads else 1,
     )
 

@@ -28,7 +28,7 @@ from gradio_client import Client
 
 from assistant.feedback import MAX_CELL, FeedbackStore
 from assistant.staff import StaffHandlers
-from assistant.ui import ChatHandlers, build_app
+from assistant.ui import MAX_KEPT_MESSAGES, ChatHandlers, build_app
 from assistant.web import running, web_app
 
 pytestmark = pytest.mark.slow
@@ -364,3 +364,43 @@ def test_the_rating_handler_survives_missing_event_data(tmp_path):
     handlers = ChatHandlers(None, FeedbackStore(tmp_path / "fb.sqlite3"))  # type: ignore[arg-type]
     message, last = handlers.rate_and_remember(gr.EventData(None, None), {"1": record("r1", "q")}, "earlier")
     assert message == "That reply is no longer available to rate." and last == "earlier"
+
+
+# -- per-session memory -----------------------------------------------------------------------------
+
+
+def test_a_conversation_keeps_a_bounded_number_of_messages_and_ratings_still_point_at_them(assistant):
+    handlers = ChatHandlers(assistant, None)
+    conversation, replies = [], {}
+    for n in range(50):
+        replies[str(len(conversation) + 1)] = replies[str(len(conversation) + 2)] = {"reply_id": f"r{n}"}
+        conversation += [
+            {"role": "user", "content": f"question {n}"},
+            {"role": "assistant", "content": f"answer {n}"},
+            {"role": "assistant", "content": "safety"},
+        ]
+    _, showing, kept, kept_replies, _ = handlers.accept("What is dry needling?", conversation, replies)
+    assert len(kept) <= MAX_KEPT_MESSAGES + 1 and kept[-1]["content"] == "What is dry needling?"
+    assert kept[0]["role"] == "user" and kept[-2]["content"] == "safety"
+    assert kept_replies and all(int(key) < len(kept) for key in kept_replies)
+    for key, record in kept_replies.items():  # a rating still reaches the reply it was given on
+        if kept[int(key)]["content"] != "safety":
+            assert kept[int(key)]["content"] == f"answer {record['reply_id'][1:]}"
+
+
+def test_accepting_a_message_shows_it_with_urgent_advice_without_waiting_for_an_answer(assistant):
+    class NeverAnswers(Slowed):
+        def ask(self, *args, **kwargs):
+            raise AssertionError("accept must not wait for an answer")
+
+    handlers = ChatHandlers(NeverAnswers(assistant), None)  # type: ignore[arg-type]
+    box, showing, conversation, _, pending = handlers.accept("I have chest pain after needling", [], {})
+    assert box == "" and showing[0] == {"role": "user", "content": "I have chest pain after needling"}
+    assert showing[1]["content"].startswith("**\u26a0\ufe0f Chest pain or sudden breathlessness: please act now.**")
+    assert conversation == showing[:1] and pending["message"] == "I have chest pain after needling"
+    busy, _ = handlers.busy(pending, conversation)
+    assert (
+        busy[1]["content"].startswith(showing[1]["content"])
+        and "Many people are asking right now" in busy[1]["content"]
+    )
+    assert busy[-1]["content"].rstrip().endswith("back pain.*")
