@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/load.py --clients 16 --seconds 15 --queue-max-size 2 --concurrency-limit 1 \\
         --report docs/reliability.md --label overload
     .venv/bin/python benchmarks/load.py --url http://127.0.0.1:7861/ --clients 4 --seconds 10
+    .venv/bin/python benchmarks/load.py --clients 20 --max-requests 5000 --seconds 1500 --warmup 500 \\
+        --report docs/reliability.md --label memory
 
 Without ``--url`` it starts its own app in a child process (a fresh index of corpus/ in a temporary
 folder, on a free port on 127.0.0.1) with the queue settings given, and stops it at the end.
@@ -15,6 +17,9 @@ ends in exactly one outcome:
 - busy: Gradio refused it because the queue was full (the client retries after ``--busy-pause``);
 - timeout: no answer within ``--timeout`` seconds (a hang);
 - error: anything else, including a reply without the safety text.
+
+With ``--warmup N`` (and an app started here) it also samples the app's resident memory (RSS) and
+reports how much it grew between the end of the first N requests and the end of the run.
 
 ``--report`` rewrites only this run's section (by ``--label``) of a Markdown file, with the command
 that produced it; ``--json`` prints the summary as one JSON object.
@@ -81,6 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--busy-pause", type=float, default=0.25, help="seconds a refused client waits to retry (default 0.25)"
     )
+    parser.add_argument(
+        "--warmup", type=int, default=0, help="requests before the RSS baseline is taken (default 0: no RSS figures)"
+    )
     parser.add_argument("--report", type=Path, help="write this run's figures into this Markdown file")
     parser.add_argument("--label", default="load", help="the section of --report this run owns (default 'load')")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -89,6 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.url and (args.queue_max_size is not None or args.concurrency_limit is not None):
         parser.error("--queue-max-size and --concurrency-limit apply only to the app this script starts (no --url)")
+    if args.url and args.warmup:
+        parser.error("--warmup measures the app this script starts (no --url)")
     if args.clients < 1 or args.seconds <= 0:
         parser.error("--clients must be at least 1 and --seconds above 0")
     return args
@@ -107,6 +117,7 @@ def serve(args: argparse.Namespace) -> int:
     from assistant.service import Assistant, build_services
     from assistant.store import open_store
     from assistant.ui import build_app
+    from assistant.web import running, web_app
 
     with tempfile.TemporaryDirectory(prefix="load-") as tmp:
         overrides: dict[str, object] = {"index_dir": Path(tmp) / "index", "chroma_url": None, "staff_password": None}
@@ -123,16 +134,10 @@ def serve(args: argparse.Namespace) -> int:
             store.close()
         assistant = Assistant(build_services(settings, embedder))
         assistant.warm()
-        app = build_app(assistant, settings, FeedbackStore(Path(tmp) / "feedback.sqlite3"))
-        app.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, quiet=True)
-        try:
-            print(
-                f"READY http://127.0.0.1:{args.port}/ {settings.concurrency_limit} {settings.queue_max_size}",
-                flush=True,
-            )
+        app = web_app(build_app(assistant, settings, FeedbackStore(Path(tmp) / "feedback.sqlite3")), settings)
+        with running(app, "127.0.0.1", args.port) as url:  # as production serves it, edge rules included
+            print(f"READY {url} {settings.concurrency_limit} {settings.queue_max_size}", flush=True)
             sys.stdin.read()  # the parent closes our stdin (or exits) when it is done
-        finally:
-            app.close()
     return 0
 
 
@@ -193,6 +198,11 @@ class Results:
     messages: Counter = field(default_factory=Counter)  # the words a refused or failed request came back with
     lock: threading.Lock = field(default_factory=threading.Lock)
     issued: int = 0
+    rss: list[tuple[int, float]] = field(default_factory=list)  # (requests done, app RSS in MB)
+
+    def done(self) -> int:
+        with self.lock:
+            return sum(len(v) for v in self.latency.values())
 
     def record(self, outcome: str, seconds: float, detail: str = "") -> None:
         with self.lock:
@@ -248,11 +258,33 @@ def client_loop(client, index: int, args: argparse.Namespace, deadline: float, r
                 results.statuses[result["status"]] += 1
 
 
-def run_clients(url: str, args: argparse.Namespace) -> Results:
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process, from /proc (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def sample_rss(pid: int, results: Results, stop: threading.Event) -> None:
+    """Every half second: how many requests are done and the app's RSS."""
+    while not stop.wait(0.5):
+        value = rss_mb(pid)
+        if value is not None:
+            results.rss.append((results.done(), value))
+
+
+def run_clients(url: str, args: argparse.Namespace, pid: int | None = None) -> Results:
     from gradio_client import Client
 
     clients = [Client(url, verbose=False) for _ in range(args.clients)]  # connect before the clock starts
     results = Results()
+    stop = threading.Event()
+    if pid is not None and args.warmup:
+        threading.Thread(target=sample_rss, args=(pid, results, stop), daemon=True).start()
     results.started = time.monotonic()
     deadline = results.started + args.seconds
     threads = [
@@ -264,6 +296,12 @@ def run_clients(url: str, args: argparse.Namespace) -> Results:
     for thread in threads:
         thread.join(timeout=args.seconds + args.timeout + 30)
     results.finished = time.monotonic()
+    stop.set()
+    if pid is not None and args.warmup:
+        time.sleep(1.0)  # let the app settle, then the last sample
+        value = rss_mb(pid)
+        if value is not None:
+            results.rss.append((results.done(), value))
     for client in clients:
         try:
             client.close()
@@ -283,6 +321,28 @@ def percentile(values: list[float], q: float) -> float | None:
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def memory(results: Results, warmup: int) -> dict[str, object] | None:
+    """RSS at the end of warm-up and at the end, the growth between them, and a few points on the way."""
+    if not warmup or not results.rss:
+        return None
+    warm = next((mb for done, mb in results.rss if done >= warmup), None)
+    end = results.rss[-1][1]
+    marks, points = list(range(warmup, results.rss[-1][0] + 1, max(warmup, 1))), []
+    for mark in marks:
+        point = next((mb for done, mb in results.rss if done >= mark), None)
+        if point is not None:
+            points.append((mark, round(point, 1)))
+    return {
+        "warmup_requests": warmup,
+        "start_mb": round(results.rss[0][1], 1),
+        "warm_mb": None if warm is None else round(warm, 1),
+        "end_mb": round(end, 1),
+        "max_mb": round(max(mb for _, mb in results.rss), 1),
+        "growth_after_warmup_mb": None if warm is None else round(end - warm, 1),
+        "by_requests": points,
+    }
 
 
 def summarise(results: Results, args: argparse.Namespace, app: dict[str, object]) -> dict[str, object]:
@@ -307,6 +367,7 @@ def summarise(results: Results, args: argparse.Namespace, app: dict[str, object]
         "busy_ms": {"p50": ms(busy, 50), "p99": ms(busy, 99), "max": ms(busy, 100)},
         "statuses": dict(results.statuses),
         "messages": dict(results.messages.most_common(5)),
+        "memory": memory(results, args.warmup),
     }
 
 
@@ -348,6 +409,16 @@ def section(
         ("busy reply latency p50 / p99 / max, ms", " / ".join(cell(busy_ms[k]) for k in ("p50", "p99", "max"))),
         ("reply statuses", ", ".join(f"{k} {v}" for k, v in sorted(summary["statuses"].items())) or "–"),  # type: ignore[union-attr]
     ]
+    mem = summary.get("memory")
+    if isinstance(mem, dict):
+        rows += [
+            (
+                f"app RSS at start / after {mem['warmup_requests']:,} requests / at the end / max, MB",
+                " / ".join(cell(mem[k]) for k in ("start_mb", "warm_mb", "end_mb", "max_mb")),
+            ),
+            ("RSS growth after warm-up, MB", mem["growth_after_warmup_mb"]),
+            ("RSS by requests done (requests: MB)", ", ".join(f"{n:,}: {mb:,}" for n, mb in mem["by_requests"]) or "–"),
+        ]
     table = ["| measure | value |", "| --- | --- |"] + [f"| {name} | {cell(value)} |" for name, value in rows]
     messages = summary["messages"]
     assert isinstance(messages, dict)
@@ -400,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                 "queue_max_size": child.queue_max_size,
             }
         )
-        results = run_clients(url, args)
+        results = run_clients(url, args, pid=None if child is None else child.proc.pid)
     finally:
         if child is not None:
             child.stop()
