@@ -7,17 +7,15 @@ which is the only place a reply's text is assembled, so none can leave without t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from .corpus import DISCLAIMER, SEEK_HELP
+from .ranking import Candidate
 from .retrieval import Hit
 from .triage import RedFlag, Topic
 
 ANSWERED, NOT_COVERED, URGENT, REJECTED, UNAVAILABLE = "answered", "not_covered", "urgent", "rejected", "unavailable"
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<|~])")
 MAX_QUOTE_CHARS = 600
 
@@ -38,6 +36,7 @@ class Quote:
     article: str
     source: str
     score: float
+    chunk_id: str = ""
 
 
 @dataclass
@@ -46,6 +45,8 @@ class Reply:
     status: str
     answer: str
     sources: list[Source] = field(default_factory=list)
+    quotes: list[Quote] = field(default_factory=list)  # in the order shown
+    suggestions: list[str] = field(default_factory=list)  # questions the article does answer
     index_version: int | None = None
     # The parts of ``answer``, for interfaces that show them apart.
     alert: str = ""
@@ -59,6 +60,11 @@ class Reply:
             "status": self.status,
             "answer": self.answer,
             "sources": [asdict(s) for s in self.sources],
+            "quotes": [
+                {"text": q.text, "article": q.article, "section": q.section, "chunk_id": q.chunk_id, "score": q.score}
+                for q in self.quotes
+            ],
+            "suggestions": list(self.suggestions),
             "index_version": self.index_version,
         }
 
@@ -68,51 +74,9 @@ def escape_markdown(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def sentences(text: str) -> list[str]:
-    """Split a passage into sentences and list items, keeping each one's exact wording."""
-    parts = []
-    for piece in _SENTENCE.split(text):
-        piece = piece.strip()
-        if piece.startswith(("- ", "* ")):
-            piece = piece[2:].strip()
-        if piece:
-            parts.append(piece)
-    return parts
-
-
-def select_quotes(
-    hits: Sequence[Hit],
-    query: np.ndarray,
-    sentence_vectors: Callable[[Hit], tuple[list[str], np.ndarray]],
-    sentence_bonus: Callable[[str], float] = lambda _sentence: 0.0,
-    *,
-    min_similarity: float,
-    min_sentence_similarity: float,
-    max_quotes: int,
-    window: float = 0.12,
-) -> list[Quote]:
-    """The sentences that best answer the query, most relevant first, from relevant sections only."""
-    if not hits or hits[0].score < min_similarity:
-        return []
-    relevant = [h for h in hits if h.score >= min_similarity and h.score >= hits[0].score - window]
-    scored: list[Quote] = []
-    for hit in relevant:
-        texts, vectors = sentence_vectors(hit)
-        for text, score in zip(texts, vectors @ query, strict=True):
-            scored.append(Quote(text, hit.section, hit.article, hit.source, float(score) + sentence_bonus(text)))
-    scored.sort(key=lambda q: q.score, reverse=True)
-    top_section = relevant[0].section
-    best_in_top = next((q for q in scored if q.section == top_section), None)
-    chosen: list[Quote] = [best_in_top] if best_in_top else []
-    for quote in scored:
-        if len(chosen) >= max_quotes:
-            break
-        if quote in chosen:
-            continue
-        if quote.score >= min_sentence_similarity and quote.score >= scored[0].score - 0.15:
-            chosen.append(quote)
-    chosen.sort(key=lambda q: q.score, reverse=True)
-    return chosen
+def quote_of(candidate: Candidate) -> Quote:
+    hit = candidate.hit
+    return Quote(candidate.sentence.text, hit.section, hit.article, hit.source, round(candidate.score, 4), hit.chunk_id)
 
 
 def quoted_body(quotes: Sequence[Quote]) -> str:
@@ -157,13 +121,11 @@ def finish(reply: Reply, safety: dict[str, str]) -> Reply:
     return reply
 
 
-def sources_of(hits: Sequence[Hit], quotes: Sequence[Quote], min_similarity: float, window: float = 0.12) -> list[Source]:
-    """The relevant sections the answer was drawn from, best first; none when nothing was quoted."""
-    if not quotes:
-        return []
-    quoted = {(q.source, q.section) for q in quotes}
-    relevant = [
-        h for h in hits
-        if (h.source, h.section) in quoted or (h.score >= min_similarity and h.score >= hits[0].score - window)
+def sources_of(hits: Sequence[Hit], quotes: Sequence[Quote]) -> list[Source]:
+    """The chunks the quotes come from, in the order quoted; none when nothing was quoted."""
+    by_id = {h.chunk_id: h for h in hits}
+    quoted = list(dict.fromkeys(q.chunk_id for q in quotes))
+    best = {cid: max(q.score for q in quotes if q.chunk_id == cid) for cid in quoted}
+    return [
+        Source(h.article, h.section, h.chunk_id, best[h.chunk_id], h.text) for cid in quoted if (h := by_id.get(cid))
     ]
-    return [Source(h.article, h.section, h.chunk_id, round(h.score, 4), h.text) for h in relevant]

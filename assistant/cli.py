@@ -12,6 +12,9 @@ from pathlib import Path
 from .config import Settings, load_settings
 from .errors import AssistantError
 
+DEFAULT_SETS = (Path("tests/data/patient-dev.yaml"), Path("tests/data/patient-test.yaml"))
+DEFAULT_KQA = Path("../shared/eval/kqa-patient-questions.jsonl")
+
 
 def _print(text: str = "", file=None) -> None:  # noqa: ANN001 - a stream
     print(text, file=file or sys.stdout, flush=True)  # noqa: T201 - this is the CLI
@@ -43,8 +46,14 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from .triage import load_rules
 
     if args.check:
+        from .corpus import article_paths, check_phrasings
+
         articles = load_corpus(settings.corpus_dir)
         rules = load_rules(settings.corpus_dir)
+        stale = [w for a, p in zip(articles, article_paths(settings.corpus_dir), strict=True) for w in check_phrasings(a, p)]
+        if stale:
+            _print("\n".join(stale), sys.stderr)
+            return 1
         _print(
             f"Corpus OK: {len(articles)} article(s), {len(rules.flags)} red flags, "
             f"{len(rules.topics)} not-covered topics in {settings.corpus_dir}"
@@ -96,9 +105,19 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval_abstention(args: argparse.Namespace, settings: Settings) -> int:
-    from .quality import run_abstention
+    from .quality import run_quality
 
-    return run_abstention(Path(args.file), settings, out=Path(args.out) if args.out else None)
+    return run_quality(settings, [], kqa=Path(args.file), out=Path(args.out) if args.out else None)
+
+
+def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
+    from .quality import run_quality
+
+    sets = [Path(p) for p in args.set] if args.set else [p for p in DEFAULT_SETS if p.is_file()]
+    kqa = Path(args.kqa) if args.kqa else (DEFAULT_KQA if DEFAULT_KQA.is_file() else None)
+    if kqa is None:
+        _print(f"(no K-QA questions at {DEFAULT_KQA}: that part is skipped)", sys.stderr)
+    return run_quality(settings, sets, kqa=kqa, out=Path(args.out) if args.out else None)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -122,6 +141,11 @@ def parser() -> argparse.ArgumentParser:
     ab.add_argument("file")
     ab.add_argument("--out", help="write the Markdown report here (e.g. docs/quality.md)")
     ab.set_defaults(run=cmd_eval_abstention)
+    qu = sub.add_parser("quality", help="score the dev and test patient sets and K-QA; exit 1 if the test split misses a target")
+    qu.add_argument("--set", action="append", help=f"a patient set (YAML); default: {', '.join(map(str, DEFAULT_SETS))}")
+    qu.add_argument("--kqa", help=f"real patient questions (JSON lines); default: {DEFAULT_KQA} when present")
+    qu.add_argument("--out", help="also write the Markdown report here (e.g. docs/quality.md)")
+    qu.set_defaults(run=cmd_quality)
     return top
 
 

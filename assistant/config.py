@@ -31,16 +31,19 @@ class Settings(BaseSettings):
 
     chunk_size: int = 1000
     chunk_overlap: int = 0
-    top_k: int = 4
-    # Cosine similarity a retrieved section needs before it may be quoted (calibrated
-    # on in-scope questions and on real patient questions the article does not answer).
-    min_similarity: float = 0.45
-    # A question that names none of the cited article's subject words must match more closely.
-    min_similarity_off_subject: float = 0.65
-    # Weight of idf-weighted word overlap added to the cosine similarity (0 turns it off).
-    lexical_weight: float = 0.2
-    candidates: int = 12
-    min_sentence_similarity: float = 0.30
+    # Ranking (assistant/ranking.py), tuned on tests/data/patient-dev.yaml only:
+    # the score a sentence needs before it is quoted;
+    answer_similarity: float = 0.60
+    # below that but at least this: "not covered", with questions the article does answer;
+    suggest_similarity: float = 0.45
+    # how far the best sentence must sit above the nearest question known not to be answered;
+    not_covered_margin: float = 0.05
+    # further quotes score within this of the first;
+    quote_window: float = 0.0
+    # subtracted from a sentence's similarity to the question itself (a question and its answer
+    # are never as alike as two wordings of one question).
+    own_offset: float = 0.1
+    candidates: int = 16
     max_quotes: int = 3
     max_question_chars: int = 2000
     history_turns: int = 1

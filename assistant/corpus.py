@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +17,10 @@ SEEK_HELP = "When to Seek Professional Help"
 DISCLAIMER = "Disclaimer"
 SAFETY_SECTIONS = (SEEK_HELP, DISCLAIMER)
 MAX_ARTICLE_BYTES = 2_000_000
+PHRASINGS_DIR = "phrasings"
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,10 @@ class ArticleInfo:
     primary: bool = False
     safety: dict[str, str] | None = None
     subject: tuple[str, ...] = ()
+    # What the article is about ("dry needling"): in this chat every question is, so ranking treats it as said.
+    topic: tuple[str, ...] = ()
+    # Questions each sentence answers, in patients' words: (key phrase of the sentence, questions).
+    phrasings: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class Article:
     body: str  # Markdown without the front matter
     meta: dict[str, object] = field(default_factory=dict)
     sections: tuple[Section, ...] = ()
+    phrasings: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def section_text(self, title: str) -> str | None:
         for section in self.sections:
@@ -70,7 +77,43 @@ class Article:
             primary=bool(self.meta.get("primary")),
             safety=self.safety,
             subject=tuple(sorted(str(phrase) for phrase in subject)) if isinstance(subject, list) else (str(subject),),
+            topic=_phrases(self.meta.get("topic")),
+            phrasings=self.phrasings,
         )
+
+
+def _phrases(value: object) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(str(v) for v in value) if isinstance(value, list) else (str(value),)
+
+
+def phrasings_path(corpus_dir: Path, source: str) -> Path:
+    """Where the questions an article answers are kept: ``phrasings/<article path>.yaml``."""
+    return corpus_dir / PHRASINGS_DIR / Path(source).with_suffix(".yaml")
+
+
+def read_phrasings(path: Path, article: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The file's (key phrase, questions) pairs; none when the article has no such file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ()
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{path}: not valid UTF-8 YAML: {exc}") from None
+    entries = data.get("sentences") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise CorpusError(f"{path}: expected 'sentences:', a list of entries with 'key' and 'questions'")
+    pairs = []
+    for number, entry in enumerate(entries, start=1):
+        key = entry.get("key") if isinstance(entry, dict) else None
+        questions = entry.get("questions") if isinstance(entry, dict) else None
+        if not isinstance(key, str) or not key.strip():
+            raise CorpusError(f"{path}: entry {number}: 'key' must be a phrase copied from one of {article}'s sentences")
+        if not isinstance(questions, list) or not questions or not all(isinstance(q, str) and q.strip() for q in questions):
+            raise CorpusError(f"{path}: entry {number} ({key!r}): 'questions' must be a non-empty list of questions")
+        pairs.append((key, tuple(q.strip() for q in questions)))
+    return tuple(pairs)
 
 
 def article_paths(corpus_dir: Path) -> list[Path]:
@@ -79,7 +122,7 @@ def article_paths(corpus_dir: Path) -> list[Path]:
         raise CorpusError(f"corpus folder {corpus_dir} does not exist: create it and add articles")
     found = []
     for folder, subfolders, files in os.walk(corpus_dir):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        subfolders[:] = [name for name in subfolders if not name.startswith(".") and name != PHRASINGS_DIR]
         found += [
             os.path.join(folder, name)
             for name in files
@@ -151,12 +194,14 @@ def parse_article(path: Path, corpus_dir: Path, raw: bytes | None = None) -> Art
             f"{path}: no Markdown headings; give the article a '# Title' and '## Section' headings"
         )
     title = str(meta.get("title") or next((s.title for s in sections if s.level == 1), sections[0].title))
+    source = path.relative_to(corpus_dir).as_posix()
     return Article(
-        source=path.relative_to(corpus_dir).as_posix(),
+        source=source,
         title=title,
         body=body,
         meta=meta,
         sections=tuple(sections),
+        phrasings=read_phrasings(phrasings_path(corpus_dir, source), source),
     )
 
 
@@ -179,9 +224,38 @@ def check_article(article: Article, path: Path) -> list[str]:
     return problems
 
 
-def iter_articles(corpus_dir: Path) -> Iterator[Article]:
-    for path in article_paths(corpus_dir):
-        yield parse_article(path, corpus_dir)
+def sentences(text: str) -> list[str]:
+    """Split a passage into sentences and list items, keeping each one's exact wording."""
+    parts = []
+    for piece in _SENTENCE.split(text):
+        piece = piece.strip()
+        if piece.startswith(("- ", "* ")):
+            piece = piece[2:].strip()
+        if piece:
+            parts.append(piece)
+    return parts
+
+
+def article_sentences(article: Article) -> list[str]:
+    """Every sentence and list item of the article's sections, as quotes are cut from them."""
+    return [s for section in article.sections for s in sentences(section.body)]
+
+
+def check_phrasings(article: Article, path: Path) -> list[str]:
+    """Each key phrase must pick out exactly one sentence of the article. A key that no longer does
+    (the sentence was edited) leaves that sentence without its phrasings: ingest warns and goes on,
+    ``ingest.py --check`` fails."""
+    if not article.phrasings:
+        return []
+    where = f"phrasings for {path}"
+    found = article_sentences(article)
+    problems = []
+    for key, _questions in article.phrasings:
+        matches = [s for s in found if key in s]
+        if len(matches) != 1:
+            what = "no sentence" if not matches else f"{len(matches)} sentences"
+            problems.append(f"{where}: key {key!r} matches {what}; copy a phrase that only one sentence holds")
+    return problems
 
 
 def load_corpus(corpus_dir: Path) -> list[Article]:

@@ -233,7 +233,14 @@ def build_manifest(version: int, plan: Plan, infos: list[ArticleInfo], model_id:
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         chunks=len(plan.desired),
         articles={
-            a.source: {"title": a.title, "chunks": per_article[a.source], "safety": a.safety, "subject": list(a.subject)}
+            a.source: {
+                "title": a.title,
+                "chunks": per_article[a.source],
+                "safety": a.safety,
+                "subject": list(a.subject),
+                "topic": list(a.topic),
+                "phrasings": {key: list(questions) for key, questions in a.phrasings},
+            }
             for a in infos
         },
         default_source=default_source,
@@ -263,6 +270,8 @@ def ingest(
         stale = [v for v in store.versions() if active is None or v > active.version]
         plan, scan = make_plan(store, active, corpus_dir, index_dir, chunker, embedder.model_id, full=full)
         log(plan.reason)
+        for warning in scan.warnings:
+            log(f"warning: {warning}")
         report = IngestReport(
             version=active.version if active else None,
             added=len(plan.added),

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .chunking import Chunk, Chunker
-from .corpus import ArticleInfo, article_paths, check_article, parse_article
+from .corpus import ArticleInfo, article_paths, check_article, check_phrasings, parse_article, phrasings_path
 from .errors import CorpusError
 from .store import Manifest, write_atomic
 
@@ -74,6 +74,8 @@ class Ledger:
         for source, entry in data["files"].items():
             info = entry["info"]
             info["subject"] = tuple(info.get("subject") or ())
+            info["topic"] = tuple(info.get("topic") or ())
+            info["phrasings"] = tuple((str(key), tuple(questions)) for key, questions in info.get("phrasings") or ())
             files[source] = FileEntry(
                 entry["sha"], ArticleInfo(**info), tuple((str(cid), str(sec)) for cid, sec in entry["chunks"])
             )
@@ -110,6 +112,7 @@ class Scan:
 
     files: dict[str, FileEntry]  # every article, by source
     fresh: dict[str, Chunk] = field(default_factory=dict)  # chunks of the files parsed this time, by id
+    warnings: list[str] = field(default_factory=list)  # stale phrasings of the files parsed this time
     parsed: int = 0  # files parsed (the rest were unchanged since the ledger)
 
     @property
@@ -135,12 +138,16 @@ def scan_corpus(corpus_dir: Path, chunker: Chunker, ledger: Ledger | None = None
         raw = path.read_bytes()
         source = path.relative_to(corpus_dir).as_posix()
         sha = hashlib.sha256(raw).hexdigest()
+        phrasings = phrasings_path(corpus_dir, source)
+        if phrasings.is_file():  # the article's questions belong to it: editing them re-reads it
+            sha = hashlib.sha256(sha.encode() + phrasings.read_bytes()).hexdigest()
         entry = known.get(source)
         if entry is not None and entry.sha == sha:
             scan.files[source] = entry
             continue
         article = parse_article(path, corpus_dir, raw)
         problems += check_article(article, path)
+        scan.warnings += check_phrasings(article, path)
         chunks = chunker.split(article)
         scan.files[source] = FileEntry(sha, article.info(), tuple((c.chunk_id, c.section) for c in chunks))
         scan.fresh.update((c.chunk_id, c) for c in chunks)

@@ -61,12 +61,18 @@ class Snapshot:
     collection: Collection
     lexicon: Lexicon = field(init=False)
     subjects: dict[str, list[str]] = field(init=False)  # source -> its subject words, for articles with some
+    topics: tuple[str, ...] = field(init=False)  # what the articles are about ("dry needling")
+    phrasings: dict[str, dict[str, list[str]]] = field(init=False)  # source -> {key phrase: questions}
     _scoped: dict[tuple[str, ...], Scoped] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lexicon", Lexicon(self.manifest.term_chunks, self.manifest.term_frequencies))
         subjects = {source: list(a["subject"]) for source, a in self.manifest.articles.items() if a.get("subject")}
         object.__setattr__(self, "subjects", subjects)
+        topics = dict.fromkeys(t for a in self.manifest.articles.values() for t in a.get("topic") or ())
+        object.__setattr__(self, "topics", tuple(topics))
+        phrasings = {source: a["phrasings"] for source, a in self.manifest.articles.items() if a.get("phrasings")}
+        object.__setattr__(self, "phrasings", phrasings)
 
     def scope(self, question: str) -> list[str]:
         """The articles whose subject words the question uses; none when it uses none (or every article's)."""

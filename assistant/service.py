@@ -7,27 +7,35 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import answer as compose
+from . import ranking
 from .answer import NOT_COVERED, REJECTED, UNAVAILABLE, URGENT, Reply
 from .config import Settings
 from .corpus import default_safety, load_corpus
 from .embeddings import Embedder
-from .errors import AssistantError
-from .lexical import Lexicon, mentions, terms
-from .retrieval import Hit, IndexReader, PinnedReader
+from .errors import AssistantError, StoreUnavailable
+from .retrieval import Hit, IndexReader, PinnedReader, Snapshot
 from .store import IndexStore, open_store
-from .triage import SafetyRules, clauses_to_embed, example_texts, load_rules, not_covered_topic, triage
+from .triage import (
+    SafetyRules,
+    clauses_to_embed,
+    example_texts,
+    load_rules,
+    not_covered_examples,
+    not_covered_topic,
+    triage,
+)
 
 log = logging.getLogger("assistant")
 _REFERS_BACK = re.compile(r"\b(it|its|it's|this|that|these|those|they|them|there|the same|more|else)\b", re.I)
 FOLLOW_UP_WORDS = 8
 CONTEXT_WEIGHT = 0.5
-SENTENCE_CACHE_LIMIT = 20_000
+VECTOR_CACHE_LIMIT = 50_000
 
 History = Sequence[Any]
 
@@ -76,9 +84,19 @@ class Assistant:
         self.services = services
         self.settings = services.settings
         self.reader = reader or IndexReader(services.store, services.embedder.model_id)
-        self._sentences: dict[str, tuple[list[str], np.ndarray]] = {}
-        self._sentence_lock = threading.Lock()
+        self._cache: dict[str, np.ndarray] = {}
+        self._cache_lock = threading.Lock()
+        self._spelling: tuple[int, ranking.Speller | None] = (-1, None)
         self._safety: dict[str, str] | None = None
+        s = self.settings
+        self.thresholds = ranking.Thresholds(
+            answer=s.answer_similarity,
+            suggest=s.suggest_similarity,
+            margin=s.not_covered_margin,
+            window=s.quote_window,
+            own_offset=s.own_offset,
+            max_quotes=s.max_quotes,
+        )
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -90,7 +108,9 @@ class Assistant:
         snapshot = self.reader.snapshot()  # no index, or one without safety text: refuse to start
         self._safety = snapshot.manifest.safety_for()
         title = snapshot.manifest.title_of(snapshot.manifest.default_source)
-        snapshot.search(self.services.embedder.encode_one(title), 1)
+        vector = self.services.embedder.encode_one(title)
+        hits = snapshot.search(vector, self.settings.candidates)
+        self._rank(hits, vector, vector[None, :], snapshot)  # embeds the sentences, phrasings and examples now
 
     def _corpus_safety(self) -> dict[str, str]:
         return default_safety(load_corpus(self.settings.corpus_dir))[1]
@@ -110,29 +130,29 @@ class Assistant:
         return reply
 
     def _answer(self, text: str, history: History) -> Reply:
+        """Triage, then rank the article's sentences, then compose: the safety text always closes it."""
         settings, rules = self.settings, self.services.rules
         if not text.strip():
             reply = Reply(text, REJECTED, "", body="Please type a question about dry needling for back pain.")
             return compose.finish(reply, self.last_safety())
         too_long = len(text) > settings.max_question_chars
-        retrieval_query, context = self._retrieval_query(text, history)
+        question, context = self._retrieval_query(text, history)
+        snapshot, failure = self._snapshot()
+        topics = snapshot.topics if snapshot else ()
+        mend = self._speller(snapshot).mend if snapshot else str
+        focused = ranking.focus(mend(question), topics)
+        asked = ranking.focus(mend(ranking.last_question(question)), topics)  # the question a long story ends on
+        focused_context = ranking.focus(mend(context), topics) if context else None
         triage_clauses = [] if too_long else clauses_to_embed(text, rules)
-        if retrieval_query == text and len(triage_clauses) == 1:
-            retrieval_query = triage_clauses[0]  # one clause: one embedding serves both
         # Long messages are refused, but still triaged (by pattern) so a red flag is never missed.
-        to_embed = [] if too_long else [retrieval_query, *triage_clauses, *([context] if context else [])]
-        vectors = self._encode_unique(to_embed)
+        vectors = {} if too_long else self._encode_unique(
+            [question, focused, asked, *triage_clauses, *[c for c in (context, focused_context) if c]]
+        )
         found = triage(text, rules, (lambda cs: np.stack([vectors[c] for c in cs])) if vectors else None)
         alert = compose.alert_text(found.flags())
-        query_vector = None
-        if vectors:
-            query_vector = vectors[retrieval_query]
-            if context:  # a follow-up leans on the previous question without being drowned by it
-                query_vector = query_vector + CONTEXT_WEIGHT * vectors[context]
-                query_vector = query_vector / np.linalg.norm(query_vector)
         details: dict[str, object] = {
             "triage": [{"flag": f.flag.id, "tier": f.flag.tier, "clause": f.clause, "how": f.how} for f in found.findings],
-            "retrieval_query": retrieval_query,
+            "retrieval_query": focused,
             "context": context,
         }
         if too_long:
@@ -141,14 +161,18 @@ class Assistant:
                 f"{settings.max_question_chars:,} characters and ask one question at a time."
             )
             return compose.finish(Reply(text, URGENT if alert else REJECTED, "", alert=alert, body=body, details=details), self.last_safety())
-        asked = f"{context or ''} {retrieval_query}"
+        query = with_context(vectors[question], vectors.get(context or ""))
+        context_vector = vectors.get(focused_context or "")
+        focused_query = np.stack(
+            [with_context(vectors[focused], context_vector), with_context(vectors[asked], context_vector)]
+        )
         try:
-            snapshot = self.reader.snapshot()
+            if snapshot is None:
+                raise failure or StoreUnavailable("no index")
             # A question naming an article's subject ("trigger points") is answered from that article,
             # not from whichever of thousands of others happens to sit nearest.
-            details["scope"] = scope = snapshot.scope(asked)
-            hits = snapshot.search(query_vector, settings.candidates, scope)
-            lexicon = snapshot.lexicon_for(scope)
+            details["scope"] = scope = snapshot.scope(f"{context or ''} {question}")
+            hits = snapshot.search(query, settings.candidates, scope)
         except AssistantError as exc:
             log.error("answer unavailable: %s", exc)
             self.reader.forget()
@@ -160,24 +184,19 @@ class Assistant:
             return compose.finish(Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=body, details=details), self.last_safety())
         manifest = snapshot.manifest
         self._safety = manifest.safety_for()
-        query_terms = terms(retrieval_query)
-        hits = self._rescore(hits, query_vector, lexicon, query_terms)
-        details["hits"] = [{"section": h.section, "article": h.article, "score": round(h.score, 4), "chunk_id": h.chunk_id} for h in hits]
         topic = not_covered_topic(text, rules)
-        subject = manifest.articles.get(hits[0].source, {}).get("subject", []) if hits else []
-        on_subject = mentions(asked, subject)
-        needed = settings.min_similarity if on_subject else max(settings.min_similarity, settings.min_similarity_off_subject)
-        details["on_subject"] = on_subject
-        quotes = [] if topic else compose.select_quotes(
-            hits,
-            query_vector,
-            self._sentence_vectors,
-            lambda sentence: settings.lexical_weight * lexicon.coverage(query_terms, terms(sentence)),
-            min_similarity=needed,
-            min_sentence_similarity=settings.min_sentence_similarity,
-            max_quotes=settings.max_quotes,
+        ranked = self._rank(hits, query, focused_query, snapshot)
+        details.update(
+            hits=[{"section": h.section, "article": h.article, "score": round(h.score, 4), "chunk_id": h.chunk_id} for h in hits],
+            topic=topic.id if topic else None,
+            ranking=ranked.reason,
+            not_covered_similarity=round(ranked.not_covered_similarity, 4),
+            candidates=[
+                {"text": c.sentence.text, "section": c.hit.section, "score": round(c.score, 4), "matched": c.matched}
+                for c in ranked.candidates[:8]
+            ],
         )
-        details["topic"] = topic.id if topic else None
+        quotes = [] if topic else [compose.quote_of(c) for c in ranked.quotes]
         if quotes:
             status, body = compose.ANSWERED, compose.quoted_body(quotes)
         else:
@@ -189,13 +208,53 @@ class Assistant:
             text,
             URGENT if alert else status,
             "",
-            sources=compose.sources_of(hits, quotes, needed),
+            sources=compose.sources_of(hits, quotes),
+            quotes=quotes,
+            suggestions=[] if quotes or alert or topic else list(ranked.suggestions),
             index_version=manifest.version,
             alert=alert,
             body=body,
             details=details,
         )
         return compose.finish(reply, manifest.safety_for(quotes[0].source if quotes else None))
+
+    def _snapshot(self) -> tuple[Snapshot | None, AssistantError | None]:
+        try:
+            return self.reader.snapshot(), None
+        except AssistantError as exc:
+            return None, exc
+
+    def _rank(self, hits: list[Hit], query: np.ndarray, focused: np.ndarray, snapshot: Snapshot) -> ranking.Ranking:
+        """Score every quotable sentence of ``hits`` and decide: answer, or refuse with suggestions.
+
+        Phrasings and not-covered examples are compared with the question as ``focused`` (its topic
+        said as "it"); a sentence's own wording with the question as asked."""
+        found = ranking.sentences_of(hits, snapshot.phrasings)
+        asked = [tuple(ranking.focus(q, snapshot.topics) for q in s.phrasings) for s in found]
+        vectors = self._vectors([s.text for s in found] + [q for qs in asked for q in qs])
+        width = len(query)
+        own = np.stack([vectors[s.text] for s in found]) if found else np.zeros((0, width), dtype=np.float32)
+        phrasings = [np.stack([vectors[q] for q in qs]) if qs else np.zeros((0, width)) for qs in asked]
+        candidates = ranking.score(query, focused, found, own, phrasings, self.settings.own_offset)
+        examples = self._not_covered_vectors(snapshot.topics)
+        not_covered = float(np.max(examples @ focused[0])) if len(examples) else -1.0
+        return ranking.decide(candidates, not_covered, self.thresholds)
+
+    def _speller(self, snapshot: Snapshot) -> ranking.Speller:
+        """Typos are mended toward the words of this version's articles, phrasings and not-covered examples."""
+        version, speller = self._spelling
+        if version != snapshot.manifest.version or speller is None:
+            texts = [q for keyed in snapshot.phrasings.values() for qs in keyed.values() for q in qs]
+            texts += [a.get("title", "") for a in snapshot.manifest.articles.values()]
+            texts += [key for keyed in snapshot.phrasings.values() for key in keyed]
+            texts += not_covered_examples(self.services.rules)
+            speller = ranking.Speller(texts)
+            self._spelling = (snapshot.manifest.version, speller)
+        return speller
+
+    def _not_covered_vectors(self, topics: tuple[str, ...]) -> np.ndarray:
+        examples = [ranking.focus(e, topics) for e in not_covered_examples(self.services.rules)]
+        return np.stack(list(self._vectors(examples).values())) if examples else np.zeros((0, 1))
 
     def unavailable(self, question: object, error: BaseException) -> Reply:
         """The reply when something unexpected failed: calm, and still with the safety text."""
@@ -211,17 +270,18 @@ class Assistant:
             return text, " ".join(t[: self.settings.max_question_chars] for t in earlier)
         return text, None
 
-    def _rescore(self, hits: list[Hit], query: np.ndarray, lexicon: Lexicon, query_terms: frozenset[str]) -> list[Hit]:
-        """A chunk is as relevant as its best sentence: a long list must not dilute the one tip asked about."""
-        self._cache_sentences(hits)
-        rescored = []
-        for hit in hits:
-            _texts, vectors = self._sentence_vectors(hit)
-            dense = max(hit.dense, float(np.max(vectors @ query))) if len(vectors) else hit.dense
-            bonus = self.settings.lexical_weight * lexicon.coverage(query_terms, hit.terms)
-            rescored.append(replace(hit, score=dense + bonus, dense=dense))
-        rescored.sort(key=lambda h: h.score, reverse=True)
-        return rescored[: self.settings.top_k]
+    def _vectors(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Vectors for ``texts``: sentences and phrasings recur across questions, so each is embedded once."""
+        found = {t: v for t in texts if (v := self._cache.get(t)) is not None}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            fresh = dict(zip(missing, self.services.embedder.encode([scalar_text(t) for t in missing]), strict=True))
+            with self._cache_lock:
+                if len(self._cache) + len(missing) > VECTOR_CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache.update(fresh)
+            found.update(fresh)
+        return found
 
     def _encode_unique(self, texts: list[str]) -> dict[str, np.ndarray]:
         unique = list(dict.fromkeys(texts))
@@ -229,26 +289,13 @@ class Assistant:
             return {}
         return dict(zip(unique, self.services.embedder.encode([scalar_text(t) for t in unique]), strict=True))
 
-    def _sentence_vectors(self, hit: Hit) -> tuple[list[str], np.ndarray]:
-        cached = self._sentences.get(hit.chunk_id)
-        if cached is None:
-            self._cache_sentences([hit])
-            cached = self._sentences[hit.chunk_id]
-        return cached
 
-    def _cache_sentences(self, hits: Sequence[Hit]) -> None:
-        """Embed the sentences of chunks not seen before, in one batch; chunk ids are content hashes."""
-        missing = {h.chunk_id: compose.sentences(h.text) or [h.text] for h in hits if h.chunk_id not in self._sentences}
-        if not missing:
-            return
-        vectors = self.services.embedder.encode([s for texts in missing.values() for s in texts])
-        with self._sentence_lock:
-            if len(self._sentences) + len(missing) > SENTENCE_CACHE_LIMIT:
-                self._sentences.clear()
-            start = 0
-            for chunk_id, texts in missing.items():
-                self._sentences[chunk_id] = (texts, vectors[start : start + len(texts)])
-                start += len(texts)
+def with_context(vector: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+    """A follow-up leans on the previous question without being drowned by it."""
+    if context is None:
+        return vector
+    combined = vector + CONTEXT_WEIGHT * context
+    return combined / np.linalg.norm(combined)
 
 
 def create_assistant(settings: Settings) -> Assistant:

@@ -24,6 +24,9 @@ TIERS = ("crisis", "emergency", "urgent")
 _CLAUSE_BREAK = re.compile(r"[.!?;:\n\u3002\uff01\uff1f]+|,|\bbut\b|\bhowever\b|\balthough\b|\bthough\b|\bexcept\b")
 _SPACES = re.compile(r"\s+")
 MIN_CLAUSE_WORDS = 3
+# At most this many clauses of one message are compared by meaning (the first and last halves):
+# a message of a hundred clauses must not cost a hundred embeddings. Patterns still scan every clause.
+MAX_EMBEDDED_CLAUSES = 16
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class RedFlag:
     message: str
     patterns: tuple[re.Pattern[str], ...]
     examples: tuple[str, ...]
+    threshold: float | None = None  # similarity to an example that raises it; the file's default if None
+    resolvable: bool = False  # a symptom the patient says has passed ("it's gone now") is not raised
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Topic:
     id: str
     patterns: tuple[re.Pattern[str], ...]
     ask: str
+    examples: tuple[str, ...] = ()  # questions on it, compared by meaning
 
 
 @dataclass
@@ -52,8 +58,13 @@ class SafetyRules:
     negation_openers: tuple[str, ...]
     negation_near: re.Pattern[str]
     reassuring: re.Pattern[str] = re.compile(r"(?!)")
-    example_vectors: np.ndarray | None = None  # one row per (flag, example), unit length
-    example_owner: tuple[int, ...] = ()
+    resolved: re.Pattern[str] = re.compile(r"(?!)")
+    # Everyday statements that are not red flags: a clause nearer one of these than to any flag's
+    # example is not raised by meaning (patterns still apply).
+    everyday: tuple[str, ...] = ()
+    margin: float = 0.0
+    example_vectors: np.ndarray | None = None  # one row per example (flags' first, then everyday), unit length
+    example_owner: tuple[int, ...] = ()  # the flag's index for each row; -1 for an everyday example
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,8 @@ def load_rules(corpus_dir: Path) -> SafetyRules:
                 message=" ".join(str(entry["message"]).split()),
                 patterns=_compile(flags_path, where, entry.get("patterns") or []),
                 examples=tuple(str(e) for e in entry["examples"]),
+                threshold=float(entry["threshold"]) if entry.get("threshold") is not None else None,
+                resolvable=bool(entry.get("resolvable")),
             )
         )
     if not flags:
@@ -137,7 +150,17 @@ def load_rules(corpus_dir: Path) -> SafetyRules:
         where = f"topic {number} ({entry.get('id', 'no id') if isinstance(entry, dict) else entry!r})"
         if not isinstance(entry, dict) or not entry.get("id") or not entry.get("ask"):
             raise CorpusError(f"{topics_path}: {where}: needs id, patterns and ask")
-        topics.append(Topic(str(entry["id"]), _compile(topics_path, where, entry.get("patterns")), str(entry["ask"])))
+        examples = entry.get("examples") or []
+        if not isinstance(examples, list) or not all(isinstance(e, str) and e.strip() for e in examples):
+            raise CorpusError(f"{topics_path}: {where}: 'examples' must be a list of questions")
+        topics.append(
+            Topic(
+                str(entry["id"]),
+                _compile(topics_path, where, entry.get("patterns") or []),
+                str(entry["ask"]),
+                tuple(e.strip() for e in examples),
+            )
+        )
     return SafetyRules(
         flags=tuple(flags),
         topics=tuple(topics),
@@ -145,6 +168,9 @@ def load_rules(corpus_dir: Path) -> SafetyRules:
         threshold=float(data.get("similarity_threshold", 0.72)),
         negation_openers=tuple(normalise(o) for o in negation.get("openers") or []),
         reassuring=_word_pattern(negation.get("reassuring") or []),
+        resolved=_word_pattern(negation.get("resolved") or []),
+        everyday=tuple(str(e) for e in data.get("everyday") or []),
+        margin=float(data.get("everyday_margin", 0.0)),
         negation_near=re.compile(rf"\b({'|'.join(near)})\b[\w\s']{{0,12}}$" if near else r"(?!)", re.IGNORECASE),
     )
 
@@ -156,11 +182,14 @@ def _word_pattern(words: list[str]) -> re.Pattern[str]:
 
 
 def example_texts(rules: SafetyRules) -> tuple[list[str], tuple[int, ...]]:
+    """Every flag's examples, then the everyday statements, with the flag each belongs to (-1: none)."""
     texts, owner = [], []
     for index, flag in enumerate(rules.flags):
         for example in flag.examples:
             texts.append(example)
             owner.append(index)
+    texts += rules.everyday
+    owner += [-1] * len(rules.everyday)
     return texts, tuple(owner)
 
 
@@ -188,8 +217,15 @@ def match_patterns(clause: str, flag: RedFlag, rules: SafetyRules) -> bool:
 
 
 def clauses_to_embed(text: str, rules: SafetyRules) -> list[str]:
-    """The clauses worth comparing by meaning: affirmed ones of a few words or more."""
-    return [c for c in clauses(text) if comparable(c, rules)]
+    """The clauses worth comparing by meaning: affirmed ones of a few words or more, at most
+    ``MAX_EMBEDDED_CLAUSES`` of them."""
+    return bounded([c for c in clauses(text) if comparable(c, rules)])
+
+
+def bounded(items: list[str], limit: int = MAX_EMBEDDED_CLAUSES) -> list[str]:
+    """The first and last ``limit // 2`` items when there are more than ``limit``."""
+    unique = list(dict.fromkeys(items))
+    return unique if len(unique) <= limit else unique[: limit // 2] + unique[-(limit - limit // 2) :]
 
 
 def comparable(clause: str, rules: SafetyRules) -> bool:
@@ -202,23 +238,48 @@ def triage(
     """Find red flags in ``text``. ``clause_vectors`` embeds clauses; without it only patterns run."""
     findings: list[Finding] = []
     found: set[str] = set()
-    affirmed = [c for c in clauses(text) if not is_negated(c, rules)]
-    for clause in affirmed:
+    every = clauses(text)
+    affirmed = [(c, passed(every, i, rules)) for i, c in enumerate(every) if not is_negated(c, rules)]
+    for clause, over in affirmed:
         for flag in rules.flags:
-            if flag.id not in found and match_patterns(clause, flag, rules):
+            if flag.id not in found and not (over and flag.resolvable) and match_patterns(clause, flag, rules):
                 findings.append(Finding(flag, clause, "pattern"))
                 found.add(flag.id)
-    candidates = [c for c in affirmed if comparable(c, rules)]
+    candidates = bounded([c for c, _ in affirmed if comparable(c, rules)])
     if clause_vectors is not None and rules.example_vectors is not None and candidates:
+        resolved = {c for c, over in affirmed if over}
         similarity = clause_vectors(candidates) @ rules.example_vectors.T
+        owner = np.asarray(rules.example_owner)
         for row, clause in enumerate(candidates):
-            best = int(np.argmax(similarity[row]))
-            flag = rules.flags[rules.example_owner[best]]
-            if similarity[row, best] >= rules.threshold and flag.id not in found:
-                example = flag.examples[best - rules.example_owner.index(rules.example_owner[best])]
-                findings.append(Finding(flag, clause, f"similar to: {example} ({similarity[row, best]:.2f})"))
-                found.add(flag.id)
+            finding = nearest_flag(clause, similarity[row], owner, rules)
+            if finding and finding.flag.id not in found and not (clause in resolved and finding.flag.resolvable):
+                findings.append(finding)
+                found.add(finding.flag.id)
     return Triage(tuple(findings))
+
+
+def passed(every: list[str], index: int, rules: SafetyRules) -> bool:
+    """Whether the clause, or the one right after it, says the symptom has passed ("but it's gone now")."""
+    return any(rules.resolved.search(c) for c in every[index : index + 2])
+
+
+def nearest_flag(clause: str, similarity: np.ndarray, owner: np.ndarray, rules: SafetyRules) -> Finding | None:
+    """The flag whose example the clause is nearest in meaning, if near enough and nearer than any
+    everyday statement."""
+    is_flag = owner >= 0
+    best = int(np.argmax(np.where(is_flag, similarity, -2.0)))
+    everyday = float(np.max(similarity[~is_flag])) if (~is_flag).any() else -1.0
+    flag = rules.flags[owner[best]]
+    needed = flag.threshold if flag.threshold is not None else rules.threshold
+    if similarity[best] < needed or similarity[best] < everyday + rules.margin:
+        return None
+    example = flag.examples[best - int(np.argmax(owner == owner[best]))]
+    return Finding(flag, clause, f"similar to: {example} ({similarity[best]:.2f}; everyday {everyday:.2f})")
+
+
+def not_covered_examples(rules: SafetyRules) -> list[str]:
+    """Every question known not to be answered by the articles, for comparison by meaning."""
+    return [example for topic in rules.topics for example in topic.examples]
 
 
 def not_covered_topic(text: str, rules: SafetyRules) -> Topic | None:

@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import CORPUS, ROOT
 
-FIELDS = {"question", "status", "answer", "sources", "index_version"}
+FIELDS = {"question", "status", "answer", "sources", "index_version", "quotes", "suggestions"}
 
 
 def run(args, index_dir, corpus_dir=CORPUS, stdin=None):

@@ -1,0 +1,280 @@
+"""Which of the article's sentences answers a question, and how sure that is.
+
+Each quotable sentence is scored by meaning two ways, and keeps the better:
+- against the questions it is known to answer (its *phrasings*, kept beside the article):
+  question to question, where the embedding model separates best;
+- against its own wording, lowered by ``own_offset``, since a question and its answer are
+  never as alike as two wordings of one question. An article without phrasings works this way.
+
+A question is answered only when its best sentence clears ``answer`` and sits clearly above
+the nearest question known *not* to be answered (``not_covered`` examples). When the best is
+close but not clear, the reply is an honest "not covered" with questions the article does
+answer, as suggestions. Pure functions over arrays: no model, no store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .corpus import sentences
+from .retrieval import Hit
+
+# Sentences that introduce an article rather than say anything: never quoted.
+_NOT_AN_ANSWER = re.compile(
+    r"^(learn (about|more)|read (on|more)|this (article|page|guide|leaflet)|in this (article|page|guide)|"
+    r"expert insights|see also|click)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    answer: float  # the best sentence's score needed to answer at all
+    suggest: float  # below ``answer`` but at least this: "not covered", with suggestions
+    margin: float  # how far the best must sit above the nearest not-covered example
+    window: float  # further quotes score within this of the best
+    own_offset: float  # subtracted from a sentence's similarity to the question itself
+    max_quotes: int = 3
+    max_suggestions: int = 3
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A quotable sentence of a retrieved chunk, with the questions it is known to answer."""
+
+    text: str
+    hit: Hit
+    phrasings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    sentence: Sentence
+    score: float
+    matched: str  # the phrasing it matched, or "" when its own wording scored higher
+
+    @property
+    def hit(self) -> Hit:
+        return self.sentence.hit
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The outcome: ``quotes`` best first when answered; otherwise ``suggestions`` may help."""
+
+    candidates: tuple[Candidate, ...]  # every sentence, best first
+    not_covered_similarity: float
+    quotes: tuple[Candidate, ...] = ()
+    suggestions: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def quotable(text: str, section: str) -> bool:
+    """A sentence worth quoting: not an article's introduction of itself, not a bare heading."""
+    return len(text.split()) >= 4 and not _NOT_AN_ANSWER.match(text) and text.strip() != section.split(" > ")[-1]
+
+
+def sentences_of(hits: Sequence[Hit], phrasings: dict[str, dict[str, list[str]]]) -> list[Sentence]:
+    """The quotable sentences of ``hits``, each with the phrasings whose key phrase it holds.
+
+    ``phrasings`` maps an article's source to {key phrase: questions}.
+    """
+    found = []
+    for hit in hits:
+        keyed = phrasings.get(hit.source) or {}
+        for text, own in with_antecedents(hit.text):
+            if not quotable(own, hit.section):
+                continue
+            asked = tuple(q for key, questions in keyed.items() if key in own for q in questions)
+            found.append(Sentence(text, hit, asked))
+    return found
+
+
+_ANAPHORIC = re.compile(r"^(this|these|those|that|it|they|such)\b", re.IGNORECASE)
+
+
+def with_antecedents(passage: str) -> list[tuple[str, str]]:
+    """The passage's sentences as (quote, sentence): a sentence that leans on the one before
+    ("These effects are mild") is quoted with it, exactly as the passage has them, so every quote
+    stands on its own."""
+    parts = sentences(passage)
+    spans, position = [], 0
+    for part in parts:
+        start = passage.find(part, position)
+        spans.append((start, start + len(part)))
+        position = start + len(part)
+    quoted = []
+    for index, part in enumerate(parts):
+        if index and _ANAPHORIC.match(part) and spans[index][0] >= 0 and spans[index - 1][0] >= 0:
+            between = passage[spans[index - 1][1] : spans[index][0]]
+            if between.strip() == "":  # plain prose: the previous sentence sits right before it
+                quoted.append((passage[spans[index - 1][0] : spans[index][1]], part))
+                continue
+        quoted.append((part, part))
+    return quoted
+
+
+def score(
+    query: np.ndarray,
+    focused: np.ndarray,
+    found: Sequence[Sentence],
+    own_vectors: np.ndarray,
+    phrasing_vectors: Sequence[np.ndarray],
+    own_offset: float,
+) -> list[Candidate]:
+    """Each sentence's score, best first: ``query`` against its own wording, ``focused`` (the question
+    with its topic said as "it"; one row per reading of it) against its phrasings,
+    ``phrasing_vectors[i]`` being sentence i's."""
+    scored = []
+    own = own_vectors @ query if len(found) else np.zeros(0)
+    for index, sentence in enumerate(found):
+        best, matched = float(own[index]) - own_offset, ""
+        vectors = phrasing_vectors[index]
+        if len(vectors):
+            similarity = np.atleast_2d(vectors @ np.atleast_2d(focused).T).max(axis=1)
+            top = int(np.argmax(similarity))
+            if similarity[top] > best:
+                best, matched = float(similarity[top]), sentence.phrasings[top]
+        scored.append(Candidate(sentence, best, matched))
+    scored.sort(key=lambda c: c.score, reverse=True)
+    return scored
+
+
+def decide(candidates: Sequence[Candidate], not_covered_similarity: float, limits: Thresholds) -> Ranking:
+    """Answer with the clear best sentences, or refuse honestly, offering close questions."""
+    ranked = tuple(candidates)
+    if not ranked:
+        return Ranking(ranked, not_covered_similarity, reason="nothing retrieved")
+    best = ranked[0].score
+    if best >= limits.answer and best - not_covered_similarity >= limits.margin:
+        quotes = [ranked[0]]
+        for candidate in ranked[1:]:
+            if len(quotes) >= limits.max_quotes or candidate.score < max(limits.answer, best - limits.window):
+                break
+            if candidate.sentence.text not in {q.sentence.text for q in quotes}:
+                quotes.append(candidate)
+        return Ranking(ranked, not_covered_similarity, quotes=tuple(quotes), reason="answered")
+    if best >= limits.answer:
+        reason = f"closer to a question the article does not answer ({not_covered_similarity:.2f})"
+    else:
+        reason = f"no sentence is a clear answer (best {best:.2f}, needs {limits.answer:.2f})"
+    suggestions = suggest(ranked, limits) if best >= limits.suggest else ()
+    return Ranking(ranked, not_covered_similarity, suggestions=suggestions, reason=reason)
+
+
+def suggest(ranked: Sequence[Candidate], limits: Thresholds) -> tuple[str, ...]:
+    """Up to ``max_suggestions`` questions the article does answer, from the nearest distinct sentences."""
+    chosen: list[str] = []
+    for candidate in ranked:
+        if len(chosen) >= limits.max_suggestions:
+            break
+        if candidate.score < limits.suggest:
+            break
+        question = candidate.matched or (candidate.sentence.phrasings[0] if candidate.sentence.phrasings else "")
+        if question and question.casefold() not in {c.casefold() for c in chosen}:
+            chosen.append(question)
+    return tuple(chosen)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def last_question(text: str) -> str:
+    """The last sentence that asks something, in a message of several ("… my back is sore. Will it help?")."""
+    parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
+    if len(parts) < 2:
+        return text
+    asking = [p for p in parts if p.endswith("?")]
+    return asking[-1] if asking else parts[-1]
+
+
+_TOKEN = re.compile(r"[A-Za-z]+(?:['’-][A-Za-z]+)*|[^A-Za-z]+")
+
+
+def distance(word: str, target: str) -> int:
+    """Edits (insert, delete, substitute) between two words."""
+    previous = list(range(len(target) + 1))
+    for i, a in enumerate(word, start=1):
+        current = [i]
+        for j, b in enumerate(target, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
+        previous = current
+    return previous[-1]
+
+
+def allowed_edits(target: str) -> int:
+    return 0 if len(target) < 4 else 1 if len(target) < 7 else 2
+
+
+def within(word: str, target: str) -> bool:
+    """Whether ``word`` is ``target`` or a likely typo of it (edits allowed grow with length)."""
+    word, target = word.casefold(), target.casefold()
+    if word == target:
+        return True
+    allowed = allowed_edits(target)
+    return bool(allowed) and abs(len(word) - len(target)) <= allowed and distance(word, target) <= allowed
+
+
+def focus(text: str, topics: Sequence[str]) -> str:
+    """``text`` with the chat's topic ("dry needling", typos too) said as "it".
+
+    Every question in this chat is about its topic, and the topic's words, present in nearly every
+    question and passage, would otherwise outweigh what the question actually asks.
+    """
+    if not topics:
+        return text
+    tokens = _TOKEN.findall(text)
+    words = [i for i, t in enumerate(tokens) if t[0].isalpha()]
+    out = list(tokens)
+    for topic in topics:
+        parts = topic.split()
+        for start, index in enumerate(words):
+            span = words[start : start + len(parts)]
+            if within(tokens[index].replace("-", ""), "".join(parts)):  # "dry-needling", "drynedling"
+                out[index] = "it"
+            elif len(span) == len(parts) and all(within(tokens[i], p) for i, p in zip(span, parts, strict=True)):
+                out[span[0]] = "it"
+                for i in span[1:]:
+                    out[i] = ""
+    return re.sub(r"\s+(?=[?.!,])", "", re.sub(r"\s{2,}", " ", "".join(out))).strip()
+
+
+class Speller:
+    """Mends likely typos ("side efects", "practioner") toward the words the articles, their
+    phrasings and the not-covered examples use, so a misspelt question still finds its phrasing.
+    Only words of five letters or more, with the same first letter, and not already known."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self.known = {w for text in texts for w in _WORD.findall(text.casefold())}
+        self._by_initial: dict[str, list[str]] = {}
+        for word in sorted(self.known):
+            if len(word) >= 4:
+                self._by_initial.setdefault(word[0], []).append(word)
+        self._mended: dict[str, str] = {}
+
+    def word(self, word: str) -> str:
+        lower = word.casefold()
+        if len(lower) < 5 or lower in self.known:
+            return word
+        mended = self._mended.get(lower)
+        if mended is None:
+            near = [
+                (distance(lower, w), w)
+                for w in self._by_initial.get(lower[0], ())
+                if abs(len(w) - len(lower)) <= allowed_edits(w)
+            ]
+            near = [(d, w) for d, w in near if d <= allowed_edits(w)]
+            mended = min(near)[1] if near else lower
+            if len(self._mended) < 10_000:
+                self._mended[lower] = mended
+        return mended
+
+    def mend(self, text: str) -> str:
+        return _WORD.sub(lambda m: self.word(m.group(0)), text)
+
+
+_WORD = re.compile(r"[A-Za-z]+")

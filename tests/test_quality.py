@@ -1,0 +1,72 @@
+"""What patients get, judged sentence by sentence on the patient sets (tests/data/README.md).
+
+The dev split is tuned on; the test split was written before tuning and never tuned on. Each
+floor below is what the current ranking reaches, so a change that makes answers worse goes red;
+where a floor is below the issue's target, docs/quality.md says so.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CORPUS, ROOT, SHARED
+
+from assistant.corpus import article_sentences, load_corpus
+from assistant.patientset import load_patient_set, score_set
+from assistant.quality import abstention, ends_with_safety, read_questions
+
+DATA = ROOT / "tests" / "data"
+SETS = {name: load_patient_set(DATA / f"{name}.yaml") for name in ("patient-dev", "patient-test")}
+# measure: (dev floor, test floor)
+FLOORS = {
+    "first_quote": (0.85, 0.75),
+    "precision": (0.95, 0.85),
+    "refused": (0.90, 0.90),
+    "follow_ups": (0.90, 0.55),
+    "red_flags": (1.0, 0.65),
+    "safety": (1.0, 1.0),
+}
+KQA = SHARED / "eval" / "kqa-patient-questions.jsonl"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def scores(assistant):
+    return {name: score_set(patient_set, assistant.ask, ends_with_safety) for name, patient_set in SETS.items()}
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_every_key_phrase_picks_out_one_sentence_of_the_article(name):
+    from assistant.patientset import check_key_phrases
+
+    article = load_corpus(CORPUS)[0]
+    assert check_key_phrases(SETS[name], article_sentences(article)) == []
+
+
+def test_the_sets_are_as_large_and_varied_as_promised():
+    answerable = sum(len(s.answerable) for s in SETS.values())
+    assert answerable >= 200
+    assert sum(len(s.not_covered) for s in SETS.values()) >= 60
+    assert sum(len(s.everyday) for s in SETS.values()) >= 60
+    voices = {case.voice for s in SETS.values() for case in s.answerable}
+    assert {"no-subject", "pronoun", "typo", "fragment", "caps", "story", "non-native", "follow-up"} <= voices
+
+
+@pytest.mark.parametrize("measure", FLOORS)
+@pytest.mark.parametrize("split", [0, 1], ids=["dev", "test"])
+def test_answers_do_not_fall_below_their_floor(scores, measure, split):
+    name = list(SETS)[split]
+    rate = scores[name].rate(measure)
+    assert rate >= FLOORS[measure][split], (name, measure, rate, scores[name].misses[:15] if split == 0 else "")
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_no_everyday_back_pain_is_escalated(scores, name):
+    assert scores[name].false_alarms == 0, [m for m in scores[name].misses if m.startswith("everyday")]
+
+
+def test_real_patient_questions_about_other_things_are_rarely_answered(assistant):
+    if not KQA.is_file():
+        pytest.skip(f"K-QA questions not found at {KQA} (they live in ../shared/eval)")
+    result = abstention(assistant, read_questions(KQA))
+    assert result.share_answered <= 0.03, result.answered[:20]

@@ -1,0 +1,126 @@
+"""The ranking's pure parts, without a model: typed vectors stand in for embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from assistant.ranking import (
+    Candidate,
+    Sentence,
+    Speller,
+    Thresholds,
+    decide,
+    focus,
+    last_question,
+    quotable,
+    score,
+    sentences_of,
+    with_antecedents,
+    within,
+)
+from assistant.retrieval import Hit
+
+LIMITS = Thresholds(answer=0.6, suggest=0.45, margin=0.05, window=0.0, own_offset=0.1)
+
+
+def hit(text: str, section: str = "Part", source: str = "a.md") -> Hit:
+    return Hit("id-" + section, "Article", source, section, text, 0.5, 0)
+
+
+def candidate(text: str, value: float, matched: str = "", phrasings: tuple[str, ...] = ()) -> Candidate:
+    return Candidate(Sentence(text, hit(text), phrasings or ((matched,) if matched else ())), value, matched)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("is dry needling safe?", "is it safe?"),
+        ("wat are the side efects of dry needlng", "wat are the side efects of it"),
+        ("IS DRY NEEDLING SAFE", "IS it SAFE"),
+        ("dry-needling and me", "it and me"),
+        ("what is drynedling?", "what is it?"),
+        ("is a needle safe", "is a needle safe"),
+        ("dry needling?", "it?"),
+    ],
+)
+def test_the_topic_is_said_as_it_even_misspelt(text, expected):
+    assert focus(text, ["dry needling"]) == expected
+
+
+def test_focus_leaves_text_alone_without_topics():
+    assert focus("is dry needling safe?", []) == "is dry needling safe?"
+
+
+@pytest.mark.parametrize("word,target,ok", [("needlng", "needling", True), ("neeedling", "needling", True), ("arm", "art", False), ("needless", "needling", False), ("safe", "safe", True)])
+def test_typos_within_a_few_edits_count_as_the_word(word, target, ok):
+    assert within(word, target) is ok
+
+
+def test_a_long_story_is_read_for_the_question_it_ends_on():
+    story = "My back has hurt for years. My physio suggested needles. Is it safe? Thanks in advance."
+    assert last_question(story) == "Is it safe?"
+    assert last_question("is it safe") == "is it safe"
+
+
+def test_typos_are_mended_toward_known_words_only():
+    speller = Speller(["what are the side effects", "is my practitioner qualified"])
+    assert speller.mend("side efects of my practioner") == "side effects of my practitioner"
+    assert speller.mend("zoloft and pain") == "zoloft and pain"  # unknown, and nothing near: unchanged
+
+
+def test_articles_introducing_themselves_and_headings_are_not_quotable():
+    assert not quotable("Learn about dry needling for back pain: benefits and risks.", "Intro")
+    assert not quotable("This article provides a comprehensive overview of dry needling.", "Intro")
+    assert not quotable("Pain Reduction", "Benefits > Pain Reduction")
+    assert quotable("One of the primary benefits of dry needling is pain reduction.", "Pain Reduction")
+
+
+def test_a_sentence_leaning_on_the_one_before_is_quoted_with_it_verbatim():
+    passage = "Needling may cause soreness or bruising. These effects are mild.\n\nSomething else here."
+    quotes = with_antecedents(passage)
+    assert quotes[1] == ("Needling may cause soreness or bruising. These effects are mild.", "These effects are mild.")
+    assert all(text in passage for text, _ in quotes)
+    assert with_antecedents("- First tip here.\n- It is a list item.")[1] == ("It is a list item.", "It is a list item.")
+
+
+def test_phrasings_attach_to_the_sentence_holding_their_key():
+    found = sentences_of([hit("Soreness may happen after needling. Infection is a risk with needles.")],
+                         {"a.md": {"Infection is a risk": ["can it get infected?"]}})
+    assert [s.phrasings for s in found] == [(), ("can it get infected?",)]
+
+
+def test_a_sentence_scores_by_its_best_phrasing_or_its_own_wording_lowered():
+    found = [Sentence("one", hit("one"), ("q1", "q2")), Sentence("two", hit("two"))]
+    query = np.array([1.0, 0.0])
+    own = np.array([[0.0, 1.0], [1.0, 0.0]])  # sentence "two" is the question's own wording
+    phrasings = [np.array([[0.6, 0.8], [0.95, 0.31]]), np.zeros((0, 2))]
+    ranked = score(query, query[None, :], found, own, phrasings, own_offset=0.1)
+    assert [(c.sentence.text, round(c.score, 2), c.matched) for c in ranked] == [("one", 0.95, "q2"), ("two", 0.9, "")]
+
+
+def test_a_clear_best_sentence_is_answered_alone():
+    ranking = decide([candidate("best", 0.8, "q"), candidate("next", 0.7, "r")], 0.3, LIMITS)
+    assert [q.sentence.text for q in ranking.quotes] == ["best"] and ranking.suggestions == ()
+
+
+def test_ties_within_the_window_are_quoted_too():
+    limits = Thresholds(answer=0.6, suggest=0.45, margin=0.05, window=0.05, own_offset=0.1, max_quotes=2)
+    ranking = decide([candidate("a", 0.8), candidate("b", 0.78), candidate("c", 0.77)], 0.3, limits)
+    assert [q.sentence.text for q in ranking.quotes] == ["a", "b"]
+
+
+def test_a_question_nearer_a_known_unanswered_one_is_refused():
+    ranking = decide([candidate("best", 0.8, "q")], 0.78, LIMITS)
+    assert ranking.quotes == () and "does not answer" in ranking.reason
+
+
+def test_a_close_but_unclear_question_gets_suggestions_not_quotes():
+    ranked = [candidate("a", 0.55, "is it safe?"), candidate("b", 0.5, "does it hurt after?"), candidate("c", 0.3, "far")]
+    ranking = decide(ranked, 0.2, LIMITS)
+    assert ranking.quotes == () and ranking.suggestions == ("is it safe?", "does it hurt after?")
+
+
+def test_a_far_question_gets_neither():
+    assert decide([candidate("a", 0.3, "q")], 0.2, LIMITS).suggestions == ()
+    assert decide([], 0.2, LIMITS).quotes == ()
