@@ -90,12 +90,17 @@ def quoted_body(quotes: Sequence[Quote]) -> str:
     return "\n\n".join(blocks)
 
 
-def not_covered_body(title: str, topic: Topic | None, default_ask: str) -> str:
+def not_covered_body(title: str, topic: Topic | None, default_ask: str, suggestions: Sequence[str] = ()) -> str:
     ask = topic.ask if topic else default_ask
-    return (
+    body = (
         f"The article *{escape_markdown(title)}* doesn't cover this question, so I can't answer it "
         f"from the article. Please ask {escape_markdown(ask)}."
     )
+    if suggestions:
+        body += "\n\nIt does answer these questions, if one is what you meant:\n" + "\n".join(
+            f"- {escape_markdown(q)}" for q in suggestions
+        )
+    return body
 
 
 def alert_text(flags: Sequence[RedFlag]) -> str:

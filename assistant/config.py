@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # subtracted from a sentence's similarity to the question itself (a question and its answer
     # are never as alike as two wordings of one question).
     own_offset: float = 0.1
+    # the same for an article without phrasings, whose sentences are matched on their own wording only
+    # (negative: a close sentence, cosine 0.5 and up, may then be quoted).
+    unphrased_offset: float = -0.1
     candidates: int = 16
     max_quotes: int = 3
     max_question_chars: int = 2000

@@ -34,6 +34,9 @@ def resolve_model_path(model: str) -> str:
     return str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
 
 
+KEPT_TEXTS = 50_000
+
+
 class Embedder:
     """Unit-length sentence embeddings; ``encode`` is safe to call from many threads."""
 
@@ -42,6 +45,8 @@ class Embedder:
         self.batch_size = batch_size
         self._model: SentenceTransformer | None = None
         self._load_lock = threading.Lock()
+        self._kept: dict[str, np.ndarray] = {}
+        self._kept_lock = threading.Lock()
 
     @property
     def model(self) -> SentenceTransformer:
@@ -92,6 +97,20 @@ class Embedder:
             vectors = model.forward(model.preprocess(list(texts)))["sentence_embedding"]
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors.float().numpy()
+
+    def encode_kept(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors of texts that recur (article sentences, phrasings, examples), each embedded once
+        per model and kept, up to ``KEPT_TEXTS``; every assistant sharing this model shares them."""
+        found = {t: v for t in texts if (v := self._kept.get(t)) is not None}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            fresh = dict(zip(missing, self.encode(missing), strict=True))
+            with self._kept_lock:
+                if len(self._kept) + len(missing) > KEPT_TEXTS:
+                    self._kept.clear()
+                self._kept.update(fresh)
+            found.update(fresh)
+        return found
 
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]

@@ -38,6 +38,7 @@ class Thresholds:
     margin: float  # how far the best must sit above the nearest not-covered example
     window: float  # further quotes score within this of the best
     own_offset: float  # subtracted from a sentence's similarity to the question itself
+    unphrased_offset: float = -0.1  # the same for a sentence of an article that has no phrasings
     max_quotes: int = 3
     max_suggestions: int = 3
 
@@ -49,6 +50,7 @@ class Sentence:
     text: str
     hit: Hit
     phrasings: tuple[str, ...] = ()
+    phrased: bool = True  # its article has phrasings: its own wording is only a fallback
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,15 @@ def sentences_of(hits: Sequence[Hit], phrasings: dict[str, dict[str, list[str]]]
     found = []
     for hit in hits:
         keyed = phrasings.get(hit.source) or {}
+        heading = hit.section.split(" > ")[-1].strip()
         for text, own in with_antecedents(hit.text):
             if not quotable(own, hit.section):
                 continue
-            asked = tuple(q for key, questions in keyed.items() if key in own for q in questions)
-            found.append(Sentence(text, hit, asked))
+            if keyed:
+                asked = tuple(q for key, questions in keyed.items() if key in own for q in questions)
+            else:  # an article without phrasings: a section headed by a question is asked by it
+                asked = (heading,) if heading.endswith("?") else ()
+            found.append(Sentence(text, hit, asked, phrased=bool(keyed)))
     return found
 
 
@@ -125,14 +131,17 @@ def score(
     own_vectors: np.ndarray,
     phrasing_vectors: Sequence[np.ndarray],
     own_offset: float,
+    unphrased_offset: float | None = None,
 ) -> list[Candidate]:
     """Each sentence's score, best first: ``query`` against its own wording, ``focused`` (the question
     with its topic said as "it"; one row per reading of it) against its phrasings,
-    ``phrasing_vectors[i]`` being sentence i's."""
+    ``phrasing_vectors[i]`` being sentence i's. A sentence of an article without phrasings is
+    scored on its own wording with ``unphrased_offset`` (``own_offset`` if None)."""
     scored = []
     own = own_vectors @ query if len(found) else np.zeros(0)
     for index, sentence in enumerate(found):
-        best, matched = float(own[index]) - own_offset, ""
+        offset = own_offset if sentence.phrased or unphrased_offset is None else unphrased_offset
+        best, matched = float(own[index]) - offset, ""
         vectors = phrasing_vectors[index]
         if len(vectors):
             similarity = np.atleast_2d(vectors @ np.atleast_2d(focused).T).max(axis=1)

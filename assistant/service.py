@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ log = logging.getLogger("assistant")
 _REFERS_BACK = re.compile(r"\b(it|its|it's|this|that|these|those|they|them|there|the same|more|else)\b", re.I)
 FOLLOW_UP_WORDS = 8
 CONTEXT_WEIGHT = 0.5
-VECTOR_CACHE_LIMIT = 50_000
 
 History = Sequence[Any]
 
@@ -84,8 +82,6 @@ class Assistant:
         self.services = services
         self.settings = services.settings
         self.reader = reader or IndexReader(services.store, services.embedder.model_id)
-        self._cache: dict[str, np.ndarray] = {}
-        self._cache_lock = threading.Lock()
         self._spelling: tuple[int, ranking.Speller | None] = (-1, None)
         self._safety: dict[str, str] | None = None
         s = self.settings
@@ -95,6 +91,7 @@ class Assistant:
             margin=s.not_covered_margin,
             window=s.quote_window,
             own_offset=s.own_offset,
+            unphrased_offset=s.unphrased_offset,
             max_quotes=s.max_quotes,
         )
 
@@ -103,7 +100,8 @@ class Assistant:
     def warm(self) -> None:
         """Load the model, embed the triage examples and open the index before the first patient."""
         texts, owner = example_texts(self.services.rules)
-        self.services.rules.example_vectors = self.services.embedder.encode(texts)
+        kept = self._vectors(texts)
+        self.services.rules.example_vectors = np.stack([kept[t] for t in texts])
         self.services.rules.example_owner = owner
         snapshot = self.reader.snapshot()  # no index, or one without safety text: refuse to start
         self._safety = snapshot.manifest.safety_for()
@@ -197,11 +195,13 @@ class Assistant:
             ],
         )
         quotes = [] if topic else [compose.quote_of(c) for c in ranked.quotes]
+        suggestions = [] if quotes or alert or topic else list(ranked.suggestions)
         if quotes:
             status, body = compose.ANSWERED, compose.quoted_body(quotes)
         else:
             status = NOT_COVERED
-            body = compose.not_covered_body(manifest.title_of(manifest.default_source), topic, rules.default_ask)
+            title = manifest.title_of(manifest.default_source)
+            body = compose.not_covered_body(title, topic, rules.default_ask, suggestions)
             if alert:
                 body = ""  # the alert says what to do; an article passage would only distract
         reply = Reply(
@@ -210,7 +210,7 @@ class Assistant:
             "",
             sources=compose.sources_of(hits, quotes),
             quotes=quotes,
-            suggestions=[] if quotes or alert or topic else list(ranked.suggestions),
+            suggestions=suggestions,
             index_version=manifest.version,
             alert=alert,
             body=body,
@@ -235,7 +235,8 @@ class Assistant:
         width = len(query)
         own = np.stack([vectors[s.text] for s in found]) if found else np.zeros((0, width), dtype=np.float32)
         phrasings = [np.stack([vectors[q] for q in qs]) if qs else np.zeros((0, width)) for qs in asked]
-        candidates = ranking.score(query, focused, found, own, phrasings, self.settings.own_offset)
+        limits = self.thresholds
+        candidates = ranking.score(query, focused, found, own, phrasings, limits.own_offset, limits.unphrased_offset)
         examples = self._not_covered_vectors(snapshot.topics)
         not_covered = float(np.max(examples @ focused[0])) if len(examples) else -1.0
         return ranking.decide(candidates, not_covered, self.thresholds)
@@ -272,16 +273,8 @@ class Assistant:
 
     def _vectors(self, texts: list[str]) -> dict[str, np.ndarray]:
         """Vectors for ``texts``: sentences and phrasings recur across questions, so each is embedded once."""
-        found = {t: v for t in texts if (v := self._cache.get(t)) is not None}
-        missing = [t for t in dict.fromkeys(texts) if t not in found]
-        if missing:
-            fresh = dict(zip(missing, self.services.embedder.encode([scalar_text(t) for t in missing]), strict=True))
-            with self._cache_lock:
-                if len(self._cache) + len(missing) > VECTOR_CACHE_LIMIT:
-                    self._cache.clear()
-                self._cache.update(fresh)
-            found.update(fresh)
-        return found
+        kept = self.services.embedder.encode_kept([scalar_text(t) for t in texts])
+        return {t: kept[scalar_text(t)] for t in texts}
 
     def _encode_unique(self, texts: list[str]) -> dict[str, np.ndarray]:
         unique = list(dict.fromkeys(texts))

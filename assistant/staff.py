@@ -66,6 +66,15 @@ def reply_markdown(reply: Reply) -> str:
         ]
     else:
         lines.append("No red flags found.")
+    candidates = cast(list[dict[str, Any]], details.get("candidates") or [])
+    lines += ["", "#### Ranking", "", f"**Decision:** {escape_markdown(str(details.get('ranking') or 'none'))}  "]
+    lines.append(f"**Nearest question the article does not answer:** {details.get('not_covered_similarity', '–')}")
+    if candidates:
+        lines += ["", "| # | Score | Sentence | Matched phrasing |", "|---|---|---|---|"]
+        lines += [
+            f"| {number} | {c['score']:.4f} | {escape_markdown(c['text'][:160])} | {escape_markdown(c['matched'] or '(its own wording)')} |"
+            for number, c in enumerate(candidates, start=1)
+        ]
     hits = cast(list[dict[str, Any]], details.get("hits") or [])
     lines += ["", "#### Retrieved chunks"]
     if hits:

@@ -123,12 +123,15 @@ class ChatHandlers:
         reply = self.safe_ask(text, turns)
         first = len(conversation)
         record = self._record(reply)
+        hidden = gr.Dataset(samples=[], visible=False)
         for message_dict in reply_messages(reply):
             conversation.append(message_dict)
-            yield conversation, conversation, turns, replies
+            yield conversation, conversation, turns, replies, hidden
         for index in range(first, len(conversation)):
             replies[str(index)] = record
-        yield conversation, conversation, self._remember(turns, text), replies
+        # Questions the article does answer, one click away, when this one was not clear enough.
+        offered = gr.Dataset(samples=[[q] for q in reply.suggestions], visible=bool(reply.suggestions))
+        yield conversation, conversation, self._remember(turns, text), replies, offered
 
     def busy_reply(self, message: object, alert: str = "") -> Reply:
         """The reply when the answer queue is full: try again, any urgent advice first, the safety text last."""
@@ -303,6 +306,13 @@ def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore 
                 submit_btn="Send",
                 autofocus=True,
             )
+            suggested = gr.Dataset(
+                components=[box],
+                samples=[],
+                label="The article answers these questions",
+                elem_id="suggestions",
+                visible=False,
+            )
             gr.Examples(EXAMPLES, inputs=box, label="Example questions")
             status = gr.Markdown(FEEDBACK_NOTICE if feedback else "", elem_id="feedback-notice")
             if feedback is not None:
@@ -319,25 +329,30 @@ def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore 
                     comment_btn = gr.Button("Add comment", elem_id="feedback-comment-send", scale=1)
             api_chat = gr.Button(visible=False)  # carries the /chat API; the page uses the steps below
         answering = {"concurrency_id": ANSWERING, "concurrency_limit": settings.concurrency_limit}
-        # Shown at once, outside the queue: the message, and any urgent advice found by pattern.
-        accepted = box.submit(
-            handlers.accept,
-            [box, conversation, replies],
-            [box, chatbot, conversation, replies, pending],
-            queue=False,
-            api_visibility="private",
-        )
-        answered = accepted.success(
-            handlers.answer,
-            [pending, conversation, turns, replies],
-            [chatbot, conversation, turns, replies],
-            api_visibility="private",
-            **answering,
-        )
-        # A full queue turns the answer step away: the chat then says "busy", with the safety text.
-        answered.failure(
-            handlers.busy, [pending, conversation], [chatbot, conversation], queue=False, api_visibility="private"
-        )
+        def ask_steps(trigger: Any) -> None:
+            """Shown at once, outside the queue: the message and any urgent advice found by pattern;
+            then the answer, in the queue; a full queue still gets a reply, with the safety text."""
+            accepted = trigger(
+                handlers.accept,
+                [box, conversation, replies],
+                [box, chatbot, conversation, replies, pending],
+                queue=False,
+                api_visibility="private",
+            )
+            answered = accepted.success(
+                handlers.answer,
+                [pending, conversation, turns, replies],
+                [chatbot, conversation, turns, replies, suggested],
+                api_visibility="private",
+                **answering,
+            )
+            answered.failure(
+                handlers.busy, [pending, conversation], [chatbot, conversation], queue=False, api_visibility="private"
+            )
+
+        ask_steps(box.submit)
+        picked = suggested.click(pick_suggestion, [suggested], [box], queue=False, api_visibility="private")
+        ask_steps(picked.then)
         api_chat.click(
             handlers.respond,
             [box, chatbot, turns, replies],
@@ -365,6 +380,13 @@ def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore 
     # api_open=False: /gradio_api/run/<name> cannot skip the queue for any queued event.
     app.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size, api_open=False)
     return app
+
+
+def pick_suggestion(sample: object) -> str:
+    """A clicked suggestion, as the question to ask."""
+    if isinstance(sample, list | tuple) and sample:
+        sample = sample[0]
+    return sample if isinstance(sample, str) else ""
 
 
 def password_ok(given: object, settings: Settings) -> bool:

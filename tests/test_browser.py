@@ -249,6 +249,24 @@ def test_keyboard_only_tab_to_the_question_and_enter_to_send(page, safety, artif
     page.screenshot(path=str(artifacts / "keyboard.png"), full_page=True)
 
 
+def test_an_unclear_question_offers_questions_the_article_answers_one_click_away(page, safety, artifacts):
+    reply = send(page, "how about my back")
+    expect(reply.first).to_contain_text("doesn't cover this question")
+    offered = page.locator("#suggestions button")
+    expect(offered.first).to_be_visible()
+    question = offered.first.inner_text().strip()
+    assert question, "a suggestion is a question"
+    page.screenshot(path=str(artifacts / "suggestions.png"), full_page=True)
+    replies = safety_messages(page).count()
+    offered.first.click()
+    expect(safety_messages(page)).to_have_count(replies + 1, timeout=ANSWER_TIMEOUT_MS)
+    expect(user_messages(page).last).to_have_text(question)
+    answer = page.locator("#chat .message-row").last.locator('[data-testid="bot"]')
+    expect(answer.first.locator("blockquote").first).to_be_visible()  # the suggestion is answered
+    assert_safety_text_last(page, answer, safety)
+    expect(page.locator("#suggestions")).to_be_hidden()
+
+
 def test_question_box_and_conversation_have_accessible_names(page):
     box = page.get_by_role("textbox", name="Your question")
     expect(box).to_have_count(1)

@@ -34,8 +34,8 @@ MAX_REPLY_BYTES = 20_000
 RED_FLAG = "I suddenly can't control my bladder and my legs feel numb"
 # Tags plain Markdown may legitimately produce from a patient's text (headings, lists, quotes, rules, code).
 BLOCK_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "hr", "pre", "code", "br"}
-ANSWER_TAGS = {"p", "blockquote", "em", "strong", "hr", "br"}
-SOURCE_TAGS = ANSWER_TAGS | {"ul", "li"}  # a source is shown whole, its lists included
+ANSWER_TAGS = {"p", "blockquote", "em", "strong", "hr", "br", "ul", "li"}  # lists: suggested questions
+SOURCE_TAGS = ANSWER_TAGS  # a source is shown whole, its lists included
 INJECTION = """---
 title: "Needle Aftercare <img src=x onerror=alert(1)>"
 subject: [dry needling, aftercare]

@@ -124,3 +124,15 @@ def test_a_close_but_unclear_question_gets_suggestions_not_quotes():
 def test_a_far_question_gets_neither():
     assert decide([candidate("a", 0.3, "q")], 0.2, LIMITS).suggestions == ()
     assert decide([], 0.2, LIMITS).quotes == ()
+
+
+def test_an_article_without_phrasings_is_asked_by_its_question_headings():
+    found = sentences_of([hit("Kinesiology taping uses stretchy tape on sore muscles.", "What is kinesiology taping?", "t.md")], {})
+    assert found[0].phrasings == ("What is kinesiology taping?",) and not found[0].phrased
+
+
+def test_a_sentence_of_an_article_without_phrasings_is_scored_on_its_own_wording():
+    found = [Sentence("plain", hit("plain"), (), phrased=False)]
+    own = np.array([[0.5, np.sqrt(0.75)]])
+    ranked = score(np.array([1.0, 0.0]), np.array([[1.0, 0.0]]), found, own, [np.zeros((0, 2))], 0.1, unphrased_offset=-0.1)
+    assert round(ranked[0].score, 2) == 0.6

@@ -112,6 +112,7 @@ def test_right_password_sees_everything_behind_a_reply(staff_server, version):
     assert f"Index version **{version}**, answered in **" in shown
     assert "No red flags found." in shown
     assert "| # | Score | Section | Article | Chunk | Quoted |" in shown
+    assert "**Decision:** answered" in shown and "| # | Score | Sentence | Matched phrasing |" in shown
     infection_row = next(line for line in shown.splitlines() if "> Infection Risk |" in line)
     assert infection_row.startswith("| 1 | 0.")  # ranked first, with its score
     assert infection_row.endswith("| yes |")  # and quoted
