@@ -14,7 +14,7 @@ from .errors import ModelUnavailable
 
 # Up to this many texts (a question and its clauses, a passage's sentences) go straight through the
 # model; more (an ingest) go through ``SentenceTransformer.encode``, which batches them by length.
-DIRECT_TEXTS = 16
+DIRECT_TEXTS = 64
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -78,7 +78,7 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if len(texts) <= DIRECT_TEXTS and not progress:
-            return self._encode_direct(texts)
+            return self._encode_grouped(texts)
         return self.model.encode(
             list(texts),
             batch_size=self.batch_size,
@@ -86,6 +86,22 @@ class Embedder:
             convert_to_numpy=True,
             show_progress_bar=progress,
         ).astype(np.float32, copy=False)
+
+    def _encode_grouped(self, texts: Sequence[str]) -> np.ndarray:
+        """One forward pass per group of similar lengths: a batch is padded to its longest text, so a
+        long message and its short clauses in one batch would cost as many long texts."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        groups: list[list[int]] = [[order[0]]]
+        for index in order[1:]:
+            if len(texts[index]) > 2 * max(len(texts[groups[-1][0]]), 40):
+                groups.append([])
+            groups[-1].append(index)
+        if len(groups) == 1:
+            return self._encode_direct(texts)
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for group in groups:
+            vectors[group] = self._encode_direct([texts[i] for i in group])
+        return vectors
 
     def _encode_direct(self, texts: Sequence[str]) -> np.ndarray:
         """What ``encode`` computes for one batch (the model's own preprocess and forward, then unit

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -224,6 +225,8 @@ def within(word: str, target: str) -> bool:
     word, target = word.casefold(), target.casefold()
     if word == target:
         return True
+    if not word or word[0] != target[0]:  # a typo rarely changes the first letter
+        return False
     allowed = allowed_edits(target)
     return bool(allowed) and abs(len(word) - len(target)) <= allowed and distance(word, target) <= allowed
 
@@ -287,3 +290,9 @@ class Speller:
 
 
 _WORD = re.compile(r"[A-Za-z]+")
+
+
+@lru_cache(maxsize=20_000)
+def focus_kept(text: str, topics: tuple[str, ...]) -> str:
+    """``focus`` for texts that recur on every question (phrasings, examples), worked out once."""
+    return focus(text, topics)

@@ -33,6 +33,9 @@ from .triage import (
 log = logging.getLogger("assistant")
 _REFERS_BACK = re.compile(r"\b(it|its|it's|this|that|these|those|they|them|there|the same|more|else)\b", re.I)
 FOLLOW_UP_WORDS = 8
+# At most this much of a message is embedded (about 128 tokens, the length the model was trained
+# on): its end, where a story's question is. Triage patterns still read all of it.
+EMBEDDED_CHARS = 600
 CONTEXT_WEIGHT = 0.5
 
 History = Sequence[Any]
@@ -135,6 +138,7 @@ class Assistant:
             return compose.finish(reply, self.last_safety())
         too_long = len(text) > settings.max_question_chars
         question, context = self._retrieval_query(text, history)
+        question = tail(question, EMBEDDED_CHARS)  # a long message is read for the question it ends on
         snapshot, failure = self._snapshot()
         topics = snapshot.topics if snapshot else ()
         mend = self._speller(snapshot).mend if snapshot else str
@@ -230,7 +234,7 @@ class Assistant:
         Phrasings and not-covered examples are compared with the question as ``focused`` (its topic
         said as "it"); a sentence's own wording with the question as asked."""
         found = ranking.sentences_of(hits, snapshot.phrasings)
-        asked = [tuple(ranking.focus(q, snapshot.topics) for q in s.phrasings) for s in found]
+        asked = [tuple(ranking.focus_kept(q, snapshot.topics) for q in s.phrasings) for s in found]
         vectors = self._vectors([s.text for s in found] + [q for qs in asked for q in qs])
         width = len(query)
         own = np.stack([vectors[s.text] for s in found]) if found else np.zeros((0, width), dtype=np.float32)
@@ -254,7 +258,7 @@ class Assistant:
         return speller
 
     def _not_covered_vectors(self, topics: tuple[str, ...]) -> np.ndarray:
-        examples = [ranking.focus(e, topics) for e in not_covered_examples(self.services.rules)]
+        examples = [ranking.focus_kept(e, topics) for e in not_covered_examples(self.services.rules)]
         return np.stack(list(self._vectors(examples).values())) if examples else np.zeros((0, 1))
 
     def unavailable(self, question: object, error: BaseException) -> Reply:
@@ -281,6 +285,14 @@ class Assistant:
         if not unique:
             return {}
         return dict(zip(unique, self.services.embedder.encode([scalar_text(t) for t in unique]), strict=True))
+
+
+def tail(text: str, limit: int) -> str:
+    """The last ``limit`` characters of ``text``, starting at a word."""
+    if len(text) <= limit:
+        return text
+    cut = text[-limit:]
+    return cut.split(" ", 1)[1] if " " in cut else cut
 
 
 def with_context(vector: np.ndarray, context: np.ndarray | None) -> np.ndarray:

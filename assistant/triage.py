@@ -26,7 +26,7 @@ _SPACES = re.compile(r"\s+")
 MIN_CLAUSE_WORDS = 3
 # At most this many clauses of one message are compared by meaning (the first and last halves):
 # a message of a hundred clauses must not cost a hundred embeddings. Patterns still scan every clause.
-MAX_EMBEDDED_CLAUSES = 16
+MAX_EMBEDDED_CLAUSES = 10
 
 
 @dataclass(frozen=True)
