@@ -72,7 +72,9 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension() or 0)
+        model = self.model
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(dimension() or 0)
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if not texts:
@@ -98,9 +100,10 @@ class Embedder:
             groups[-1].append(index)
         if len(groups) == 1:
             return self._encode_direct(texts)
-        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for group in groups:
-            vectors[group] = self._encode_direct([texts[i] for i in group])
+        parts = [self._encode_direct([texts[i] for i in group]) for group in groups]
+        vectors = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+        for group, part in zip(groups, parts, strict=True):
+            vectors[group] = part
         return vectors
 
     def _encode_direct(self, texts: Sequence[str]) -> np.ndarray:

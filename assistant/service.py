@@ -36,6 +36,7 @@ FOLLOW_UP_WORDS = 8
 # At most this much of a message is embedded (about 128 tokens, the length the model was trained
 # on): its end, where a story's question is. Triage patterns still read all of it.
 EMBEDDED_CHARS = 600
+CHUNK_CACHE = 5_000  # chunks whose sentences and phrasings are kept ready
 CONTEXT_WEIGHT = 0.5
 
 History = Sequence[Any]
@@ -86,6 +87,8 @@ class Assistant:
         self.settings = services.settings
         self.reader = reader or IndexReader(services.store, services.embedder.model_id)
         self._spelling: tuple[int, ranking.Speller | None] = (-1, None)
+        self._chunks: dict[tuple[int, str], tuple[list[ranking.Sentence], np.ndarray, list[np.ndarray]]] = {}
+        self._examples: dict[tuple[str, ...], np.ndarray] = {}
         self._safety: dict[str, str] | None = None
         s = self.settings
         self.thresholds = ranking.Thresholds(
@@ -233,17 +236,35 @@ class Assistant:
 
         Phrasings and not-covered examples are compared with the question as ``focused`` (its topic
         said as "it"); a sentence's own wording with the question as asked."""
-        found = ranking.sentences_of(hits, snapshot.phrasings)
-        asked = [tuple(ranking.focus_kept(q, snapshot.topics) for q in s.phrasings) for s in found]
-        vectors = self._vectors([s.text for s in found] + [q for qs in asked for q in qs])
+        prepared = [self._prepared(hit, snapshot) for hit in hits]
+        found = [sentence for sentences, _, _ in prepared for sentence in sentences]
         width = len(query)
-        own = np.stack([vectors[s.text] for s in found]) if found else np.zeros((0, width), dtype=np.float32)
-        phrasings = [np.stack([vectors[q] for q in qs]) if qs else np.zeros((0, width)) for qs in asked]
+        own = np.concatenate([vectors for _, vectors, _ in prepared]) if found else np.zeros((0, width), np.float32)
+        phrasings = [matrix for _, _, matrices in prepared for matrix in matrices]
         limits = self.thresholds
         candidates = ranking.score(query, focused, found, own, phrasings, limits.own_offset, limits.unphrased_offset)
         examples = self._not_covered_vectors(snapshot.topics)
         not_covered = float(np.max(examples @ focused[0])) if len(examples) else -1.0
         return ranking.decide(candidates, not_covered, self.thresholds)
+
+    def _prepared(self, hit: Hit, snapshot: Snapshot) -> tuple[list[ranking.Sentence], np.ndarray, list[np.ndarray]]:
+        """A chunk's quotable sentences, their vectors and their phrasings' vectors, worked out once per
+        chunk (ids are content hashes) and version (phrasings may change without the text)."""
+        key = (snapshot.manifest.version, hit.chunk_id)
+        kept = self._chunks.get(key)
+        if kept is not None:
+            return kept
+        found = ranking.sentences_of([hit], snapshot.phrasings)
+        asked = [tuple(ranking.focus_kept(q, snapshot.topics) for q in s.phrasings) for s in found]
+        vectors = self._vectors([s.text for s in found] + [q for qs in asked for q in qs])
+        width = self.services.embedder.dimension if not found else len(vectors[found[0].text])
+        own = np.stack([vectors[s.text] for s in found]) if found else np.zeros((0, width), np.float32)
+        matrices = [np.stack([vectors[q] for q in qs]) if qs else np.zeros((0, width), np.float32) for qs in asked]
+        prepared = (found, own, matrices)
+        if len(self._chunks) >= CHUNK_CACHE:
+            self._chunks.clear()
+        self._chunks[key] = prepared
+        return prepared
 
     def _speller(self, snapshot: Snapshot) -> ranking.Speller:
         """Typos are mended toward the words of this version's articles, phrasings and not-covered examples."""
@@ -258,8 +279,12 @@ class Assistant:
         return speller
 
     def _not_covered_vectors(self, topics: tuple[str, ...]) -> np.ndarray:
-        examples = [ranking.focus_kept(e, topics) for e in not_covered_examples(self.services.rules)]
-        return np.stack(list(self._vectors(examples).values())) if examples else np.zeros((0, 1))
+        kept = self._examples.get(topics)
+        if kept is None:
+            examples = [ranking.focus_kept(e, topics) for e in not_covered_examples(self.services.rules)]
+            kept = np.stack(list(self._vectors(examples).values())) if examples else np.zeros((0, 1))
+            self._examples = {topics: kept}
+        return kept
 
     def unavailable(self, question: object, error: BaseException) -> Reply:
         """The reply when something unexpected failed: calm, and still with the safety text."""

@@ -30,3 +30,10 @@ def test_many_texts_go_through_encode_and_agree(embedder):
     many = [f"Question number {n} about needling and back pain" for n in range(DIRECT_TEXTS + 4)]
     batched = embedder.encode(many)
     np.testing.assert_allclose(batched[:DIRECT_TEXTS], embedder.encode(many[:DIRECT_TEXTS]), atol=1e-5)
+
+
+def test_kept_vectors_are_the_model_vectors_and_are_embedded_once(embedder, monkeypatch):
+    kept = embedder.encode_kept(TEXTS[:3])
+    np.testing.assert_allclose(np.stack([kept[t] for t in TEXTS[:3]]), embedder.encode(TEXTS[:3]), atol=1e-5)
+    monkeypatch.setattr(embedder, "encode", lambda texts: (_ for _ in ()).throw(AssertionError(texts)))
+    assert set(embedder.encode_kept(TEXTS[:3])) == set(TEXTS[:3])  # no new embedding
