@@ -46,11 +46,11 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from .triage import load_rules
 
     if args.check:
-        from .corpus import article_paths, check_phrasings
+        from .corpus import check_phrasings
 
         articles = load_corpus(settings.corpus_dir)
         rules = load_rules(settings.corpus_dir)
-        stale = [w for a, p in zip(articles, article_paths(settings.corpus_dir), strict=True) for w in check_phrasings(a, p)]
+        stale = [warning for a in articles for warning in check_phrasings(a, settings.corpus_dir / a.source)]
         if stale:
             _print("\n".join(stale), sys.stderr)
             return 1

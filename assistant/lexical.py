@@ -1,10 +1,8 @@
-"""Word overlap weighted by rarity: a check on dense similarity that keeps rare, specific terms
-("trigger points", "licensed") from being drowned out, and generic questions ("anything for the
-pain?") from scoring as if the article answered them."""
+"""Words as the index counts them: stemmed terms, subject-phrase look-ups ("trigger points" in a
+question scopes it to the article that declares them) and the per-version term counts ingest keeps."""
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -56,19 +54,3 @@ def count_terms(texts: Iterable[str]) -> Counter[str]:
 def common_terms(counts: Mapping[str, int]) -> dict[str, int]:
     """The terms held by two or more chunks: a term in one chunk scores as one in none."""
     return {term: n for term, n in counts.items() if n >= 2}
-
-
-class Lexicon:
-    def __init__(self, total: int, frequencies: dict[str, int]) -> None:
-        self.total = max(total, 1)
-        self.frequencies = frequencies
-
-    def idf(self, term: str) -> float:
-        return math.log((self.total + 1) / (self.frequencies.get(term, 0) + 0.5))
-
-    def coverage(self, query: frozenset[str], passage: frozenset[str]) -> float:
-        """Share of the query's information (idf-weighted terms) that the passage contains."""
-        if not query:
-            return 0.0
-        weights = {term: self.idf(term) for term in query}
-        return sum(w for term, w in weights.items() if term in passage) / sum(weights.values())

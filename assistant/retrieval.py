@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .chunking import searchable
 from .errors import IndexMissing, ModelMismatch, StoreUnavailable
-from .lexical import Lexicon, common_terms, count_terms, mentions, terms
+from .lexical import mentions
 from .store import IndexStore, Manifest, ServerStore
 
 if TYPE_CHECKING:
@@ -29,10 +28,6 @@ class Hit:
     position: int
     dense: float = 0.0  # cosine similarity alone
 
-    @property
-    def terms(self) -> frozenset[str]:
-        return terms(searchable(self.section, self.text))
-
 
 @dataclass(frozen=True)
 class Scoped:
@@ -44,7 +39,6 @@ class Scoped:
     texts: list[str]
     metadatas: list[dict]
     vectors: np.ndarray
-    lexicon: Lexicon  # word statistics of these chunks alone
 
 
 SCOPE_CACHE = 32  # scopes kept per snapshot; each is a set of articles that declare subject words
@@ -59,14 +53,12 @@ class Snapshot:
 
     manifest: Manifest
     collection: Collection
-    lexicon: Lexicon = field(init=False)
     subjects: dict[str, list[str]] = field(init=False)  # source -> its subject words, for articles with some
     topics: tuple[str, ...] = field(init=False)  # what the articles are about ("dry needling")
     phrasings: dict[str, dict[str, list[str]]] = field(init=False)  # source -> {key phrase: questions}
     _scoped: dict[tuple[str, ...], Scoped] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lexicon", Lexicon(self.manifest.term_chunks, self.manifest.term_frequencies))
         subjects = {source: list(a["subject"]) for source, a in self.manifest.articles.items() if a.get("subject")}
         object.__setattr__(self, "subjects", subjects)
         topics = dict.fromkeys(t for a in self.manifest.articles.values() for t in a.get("topic") or ())
@@ -78,11 +70,6 @@ class Snapshot:
         """The articles whose subject words the question uses; none when it uses none (or every article's)."""
         named = [source for source, phrases in self.subjects.items() if mentions(question, phrases)]
         return named if len(named) < len(self.manifest.articles) else []
-
-    def lexicon_for(self, scope: list[str]) -> Lexicon:
-        """Word statistics of the ``scope`` articles' own chunks (of the whole index when there is no
-        scope), so that ranking within an article does not change with the other articles indexed."""
-        return self._scoped_chunks(scope).lexicon if scope else self.lexicon
 
     def search(self, vector: np.ndarray, k: int, scope: list[str] | None = None) -> list[Hit]:
         """The ``k`` nearest chunks by cosine similarity, from the ``scope`` articles if given."""
@@ -119,9 +106,8 @@ class Snapshot:
                 f"index version {self.manifest.version} could not be read ({type(exc).__name__}: {exc})"
             ) from exc
         texts, metadatas = list(got["documents"] or []), list(got["metadatas"] or [])
-        counts = count_terms(searchable(str(meta["section"]), text) for text, meta in zip(texts, metadatas, strict=True))
         vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(texts), -1)
-        chunks = Scoped(list(got["ids"]), texts, metadatas, vectors, Lexicon(len(texts), common_terms(counts)))
+        chunks = Scoped(list(got["ids"]), texts, metadatas, vectors)
         if len(self._scoped) >= SCOPE_CACHE:
             self._scoped.clear()
         self._scoped[key] = chunks

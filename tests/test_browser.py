@@ -280,14 +280,8 @@ def test_question_box_and_conversation_have_accessible_names(page):
     expect(page.get_by_role("button", name="Send")).to_have_count(1)
 
 
-def test_a_full_queue_tells_the_patient_to_try_again_and_trying_again_works(
-    browser, indexed, dialogs, safety, artifacts
-):
-    """One request running, one waiting, room for no more: the next patient is told "busy", not left hanging."""
-    from gradio_client import Client
-    from gradio_client.utils import Status
-
-    settings, embedder, _ = indexed
+def held_assistant(settings: Settings, embedder: Embedder) -> tuple[Settings, Assistant, threading.Event]:
+    """One answer at a time, one waiting place, and every answer held until ``release`` is set."""
     tiny = settings.model_copy(update={"concurrency_limit": 1, "queue_max_size": 1})
     assistant = Assistant(build_services(tiny, embedder))
     assistant.warm()
@@ -299,6 +293,18 @@ def test_a_full_queue_tells_the_patient_to_try_again_and_trying_again_works(
         return answer(*args, **kwargs)
 
     assistant.ask = held  # type: ignore[method-assign]
+    return tiny, assistant, release
+
+
+def test_a_full_queue_tells_the_patient_to_try_again_and_trying_again_works(
+    browser, indexed, dialogs, safety, artifacts
+):
+    """One request running, one waiting, room for no more: the next patient is told "busy", not left hanging."""
+    from gradio_client import Client
+    from gradio_client.utils import Status
+
+    settings, embedder, _ = indexed
+    tiny, assistant, release = held_assistant(settings, embedder)
     with serving(assistant, tiny, None) as url:
         context = browser.new_context(viewport={"width": 1100, "height": 900})
         page = context.new_page()
@@ -384,17 +390,7 @@ def test_with_the_queue_full_a_red_flag_message_stays_and_gets_urgent_advice_bus
     """The queue is full: the patient's message is still shown, a red flag still gets its urgent advice,
     the reply says to try again and ends with the safety text; and the chat works again afterwards."""
     settings, embedder, tmp = indexed
-    tiny = settings.model_copy(update={"concurrency_limit": 1, "queue_max_size": 1})
-    assistant = Assistant(build_services(tiny, embedder))
-    assistant.warm()
-    release = threading.Event()
-    answer = assistant.ask
-
-    def held(*args, **kwargs):
-        release.wait(timeout=60)
-        return answer(*args, **kwargs)
-
-    assistant.ask = held  # type: ignore[method-assign]
+    tiny, assistant, release = held_assistant(settings, embedder)
     with serving_guarded(assistant, tiny, FeedbackStore(tmp / "busy-feedback.sqlite3")) as url:
         context = browser.new_context(viewport={"width": 1100, "height": 1000})
         page = context.new_page()

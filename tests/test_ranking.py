@@ -136,3 +136,18 @@ def test_a_sentence_of_an_article_without_phrasings_is_scored_on_its_own_wording
     own = np.array([[0.5, np.sqrt(0.75)]])
     ranked = score(np.array([1.0, 0.0]), np.array([[1.0, 0.0]]), found, own, [np.zeros((0, 2))], 0.1, unphrased_offset=-0.1)
     assert round(ranked[0].score, 2) == 0.6
+
+
+def test_a_phrasing_key_that_no_longer_matches_a_sentence_is_named(tmp_path):
+    from assistant.corpus import check_phrasings, parse_article
+
+    (tmp_path / "phrasings").mkdir()
+    (tmp_path / "a.md").write_text("# A\n\n## Part\n\nNeedling can leave a bruise. It fades.\n", encoding="utf-8")
+    (tmp_path / "phrasings" / "a.yaml").write_text(
+        'sentences:\n  - key: "leave a bruise"\n    questions: ["bruises?"]\n  - key: "was edited away"\n    questions: ["gone?"]\n',
+        encoding="utf-8",
+    )
+    article = parse_article(tmp_path / "a.md", tmp_path)
+    assert article.phrasings == (("leave a bruise", ("bruises?",)), ("was edited away", ("gone?",)))
+    problems = check_phrasings(article, tmp_path / "a.md")
+    assert len(problems) == 1 and "'was edited away' matches no sentence" in problems[0]
