@@ -300,8 +300,6 @@ def test_a_full_queue_tells_the_patient_to_try_again_and_trying_again_works(
     browser, indexed, dialogs, safety, artifacts
 ):
     """One request running, one waiting, room for no more: the next patient is told "busy", not left hanging."""
-    from gradio_client import Client
-    from gradio_client.utils import Status
 
     settings, embedder, _ = indexed
     tiny, assistant, release = held_assistant(settings, embedder)
@@ -313,27 +311,18 @@ def test_a_full_queue_tells_the_patient_to_try_again_and_trying_again_works(
             page.goto(url)
             box = page.locator("#question textarea")
             box.wait_for()
-            others = [Client(url, verbose=False) for _ in range(2)]
-            jobs = [client.submit("What is dry needling?", api_name="/ask") for client in others]
-            for _ in range(300):  # until one holds the only worker and the other the only queue place
-                if {job.status().code for job in jobs} == {Status.PROCESSING, Status.IN_QUEUE}:
-                    break
-                page.wait_for_timeout(100)
-            else:
-                pytest.fail(f"the queue never filled: {[job.status().code for job in jobs]}")
-            box.fill("What is dry needling?")
-            box.press("Enter")
-            busy = page.get_by_text("currently busy", exact=False).first
-            expect(busy).to_be_visible(timeout=10_000)
-            expect(busy).to_contain_text("try again")
-            page.wait_for_timeout(600)  # for the screenshot only: the notice slides in
-            page.screenshot(path=str(artifacts / "queue-full.png"), full_page=True)
+            with full_queue(url, release, page) as jobs:
+                box.fill("What is dry needling?")
+                box.press("Enter")
+                busy = page.get_by_text("currently busy", exact=False).first
+                expect(busy).to_be_visible(timeout=10_000)
+                expect(busy).to_contain_text("try again")
+                page.wait_for_timeout(600)  # for the screenshot only: the notice slides in
+                page.screenshot(path=str(artifacts / "queue-full.png"), full_page=True)
 
-            release.set()
-            for job in jobs:
-                assert job.result(timeout=60)["status"] == "answered"
-            for client in others:
-                client.close()
+                release.set()
+                for job in jobs:
+                    assert job.result(timeout=60)["status"] == "answered"
             reply = send(page, "What is dry needling?")  # the same page: no reload needed
             assert_safety_text_last(page, reply, safety)
             assert dialogs == []
@@ -355,7 +344,7 @@ def serving_guarded(assistant: Assistant, settings: Settings, feedback: Feedback
 
 
 @contextmanager
-def full_queue(url: str, release: threading.Event, page) -> Iterator[None]:
+def full_queue(url: str, release: threading.Event, page) -> Iterator[list]:
     """Two API requests: one holds the only worker, the other the only queue place."""
     from gradio_client import Client
     from gradio_client.utils import Status
@@ -372,7 +361,7 @@ def full_queue(url: str, release: threading.Event, page) -> Iterator[None]:
                 page.wait_for_timeout(100)
             else:
                 pytest.fail(f"the queue never filled: {[job.status().code for job in jobs]}")
-        yield
+        yield jobs
     finally:
         release.set()
         for job in jobs:
