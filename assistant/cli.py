@@ -1,8 +1,9 @@
-"""Command line: ``python -m assistant ask|serve|ingest|eval|eval-abstention``. Thin: it parses and prints."""
+"""Command line: ``python -m assistant ask|serve|ingest|eval|eval-abstention|quality|teach``. Thin: it parses and prints."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import sys
@@ -120,6 +121,26 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     return run_quality(settings, sets, kqa=kqa, out=Path(args.out) if args.out else None)
 
 
+def cmd_teach(args: argparse.Namespace, settings: Settings) -> int:
+    from .audit import record
+    from .teach import Teacher
+
+    if bool(args.section) == bool(args.not_covered):
+        _print("error: give either --section SECTION (attach a phrasing) or --not-covered", sys.stderr)
+        return 2
+    if args.article and not args.section or args.ask and not args.not_covered:
+        _print("error: --article goes with --section, --ask with --not-covered", sys.stderr)
+        return 2
+    teacher = Teacher.from_settings(settings)
+    if args.section:
+        taught = teacher.attach(args.question, args.section, args.article)
+    else:
+        taught = teacher.not_covered(args.question, args.ask)
+    record(settings.audit_log, args.by or getpass.getuser(), file=str(taught.path), **taught.detail)
+    _print(taught.message)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="assistant", description="Answers about dry needling for back pain, from vetted articles.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -146,6 +167,14 @@ def parser() -> argparse.ArgumentParser:
     qu.add_argument("--kqa", help=f"real patient questions (JSON lines); default: {DEFAULT_KQA} when present")
     qu.add_argument("--out", help="also write the Markdown report here (e.g. docs/quality.md)")
     qu.set_defaults(run=cmd_quality)
+    te = sub.add_parser("teach", help="attach a patient's question to a section's sentence, or mark it not covered")
+    te.add_argument("question")
+    te.add_argument("--section", help="the section that answers it (its heading, or the path 'Part > Heading')")
+    te.add_argument("--article", help="the article's title or file, when several have that section")
+    te.add_argument("--not-covered", action="store_true", help="the articles do not answer it")
+    te.add_argument("--ask", help="who to ask instead (with --not-covered)")
+    te.add_argument("--by", help="who is teaching, for the audit log (default: your login name)")
+    te.set_defaults(run=cmd_teach)
     return top
 
 

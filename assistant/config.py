@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     concurrency_limit: int = 4
     queue_max_size: int = 64
     staff_password: str | None = None
+    # Named staff accounts (python -m assistant staff-user add NAME) and the log of who taught or published what.
+    staff_users: Path = Path(".data/staff-users.json")
+    audit_log: Path = Path(".data/audit.log")
     feedback_db: Path = Path(".data/feedback.sqlite3")
     # Bounds on what one request, one session and the feedback table may cost.
     max_body_bytes: int = 65_536
@@ -77,6 +80,8 @@ class Settings(BaseSettings):
                 "corpus_dir": self.corpus_dir.resolve(),
                 "index_dir": self.index_dir.resolve(),
                 "feedback_db": self.feedback_db.resolve(),
+                "staff_users": self.staff_users.resolve(),
+                "audit_log": self.audit_log.resolve(),
             }
         )
 

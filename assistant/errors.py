@@ -8,7 +8,8 @@
      ├── ModelUnavailable    the embedding model cannot be loaded
      ├── StoreUnavailable    the vector store cannot be reached or read
      ├── IngestLocked        another ingest holds the writer lock
-     └── EvalFileError       a staff test set is malformed
+     ├── EvalFileError       a staff test set is malformed
+     └── TeachRefused        a teach action would break something; nothing was changed
 """
 
 
@@ -45,4 +46,8 @@ class IngestLocked(AssistantError):
 
 
 class EvalFileError(AssistantError):
+    pass
+
+
+class TeachRefused(AssistantError):
     pass
