@@ -13,7 +13,7 @@ from pathlib import Path
 from .config import Settings, load_settings
 from .errors import AssistantError
 
-DEFAULT_SETS = (Path("tests/data/patient-dev.yaml"), Path("tests/data/patient-test.yaml"))
+DEFAULT_SETS = tuple(Path("tests/data") / f"patient-{name}.yaml" for name in ("dev", "dev-b", "test"))
 DEFAULT_KQA = Path("../shared/eval/kqa-patient-questions.jsonl")
 
 
