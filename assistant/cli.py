@@ -1,4 +1,4 @@
-"""Command line: ``python -m assistant ask|serve|ingest|eval|eval-abstention|quality|teach``. Thin: it parses and prints."""
+"""Command line: ``python -m assistant ask|serve|ingest|eval|eval-abstention|quality|teach|staff-user``. Thin: it parses and prints."""
 
 from __future__ import annotations
 
@@ -141,6 +141,27 @@ def cmd_teach(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_staff_user(args: argparse.Namespace, settings: Settings) -> int:
+    from .accounts import UserFile, read_new_password
+
+    users = UserFile(settings.staff_users)
+    if args.action == "list":
+        for name in users.names():
+            _print(name)
+        return 0
+    if not args.name:
+        _print(f"error: staff-user {args.action} needs a NAME", sys.stderr)
+        return 2
+    if args.action == "remove":
+        users.remove(args.name)
+        _print(f"Removed {args.name!r} from {users.path}.")
+        return 0
+    password = read_new_password(sys.stdin.isatty(), getpass.getpass, sys.stdin.readline)
+    users.add(args.name, password, replace=args.replace)
+    _print(f"Saved {args.name!r} in {users.path} (scrypt hash; the password itself is not stored).")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="assistant", description="Answers about dry needling for back pain, from vetted articles.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -175,6 +196,11 @@ def parser() -> argparse.ArgumentParser:
     te.add_argument("--ask", help="who to ask instead (with --not-covered)")
     te.add_argument("--by", help="who is teaching, for the audit log (default: your login name)")
     te.set_defaults(run=cmd_teach)
+    su = sub.add_parser("staff-user", help="named staff accounts: add NAME (password from a prompt or stdin), remove NAME, list")
+    su.add_argument("action", choices=("add", "remove", "list"))
+    su.add_argument("name", nargs="?")
+    su.add_argument("--replace", action="store_true", help="set a new password for an existing name")
+    su.set_defaults(run=cmd_staff_user)
     return top
 
 

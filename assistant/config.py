@@ -60,6 +60,19 @@ class Settings(BaseSettings):
     # Named staff accounts (python -m assistant staff-user add NAME) and the log of who taught or published what.
     staff_users: Path = Path(".data/staff-users.json")
     audit_log: Path = Path(".data/audit.log")
+    # Wrong staff passwords: after this many in a row each retry waits twice as long (1 s, 2 s, … 60 s);
+    staff_slow_after: int = 3
+    # after this many, the name and the address are locked out for staff_lockout_seconds.
+    staff_lockout_failures: int = 10
+    staff_lockout_seconds: int = 900
+    # The review queue (assistant/reviewlog.py): off unless "on"; its own SQLite file; days kept; an answer
+    # whose best sentence is within review_near of the threshold, or of another passage's, is kept too.
+    review_log: bool = False
+    review_db: Path = Path(".data/review.sqlite3")
+    review_retention_days: int = 30
+    review_near: float = 0.05
+    # The staff test set the Review tab adds cases to and publishes through (as ingest.py --gate).
+    staff_set: Path = Path("tests/data/staff-set.yaml")
     feedback_db: Path = Path(".data/feedback.sqlite3")
     # Bounds on what one request, one session and the feedback table may cost.
     max_body_bytes: int = 65_536
@@ -82,6 +95,8 @@ class Settings(BaseSettings):
                 "feedback_db": self.feedback_db.resolve(),
                 "staff_users": self.staff_users.resolve(),
                 "audit_log": self.audit_log.resolve(),
+                "review_db": self.review_db.resolve(),
+                "staff_set": self.staff_set.resolve(),
             }
         )
 

@@ -1,8 +1,11 @@
 """The staff review tab: what is behind a reply, test sets, and patient feedback.
 
-Built only when a staff password is set, so without one neither the tab nor its endpoints
-exist. Every function takes the password as its first input and checks it before anything
-else: a wrong one gets "Access denied." and no other data.
+Built only when staff can sign in (named accounts in the users file, or the single-user
+``ASSISTANT_STAFF_PASSWORD``), so otherwise neither the tab nor its endpoints exist. Every
+function takes the password first and the name last (a name is optional with the shortcut
+password) and checks them before anything else
+(assistant/accounts.py: repeated failures are slowed, then locked out, each logged with its
+source address): a wrong one gets "Access denied." and no other data.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from typing import Any, cast
 
 import gradio as gr
 
+from .accounts import Gatekeeper, UserFile
 from .answer import Reply, escape_markdown
 from .config import Settings
 from .errors import EvalFileError
 from .evalset import Result, fenced, load_cases, markdown_report, run_eval
 from .feedback import COLUMNS, FeedbackStore
 from .service import Assistant
-from .ui import ANSWERING, password_ok
+from .ui import ANSWERING
 
 log = logging.getLogger("assistant.staff")
 
@@ -34,11 +38,24 @@ STAFF_API = "undocumented"  # hidden from the API page; the password is what pro
 ALREADY_RUNNING = "A test set is already running; please wait for it to finish and try again."
 
 
-def _allowed(password: object, settings: Settings) -> bool:
-    if password_ok(password, settings):
-        return True
-    log.warning("staff review: wrong password")
-    return False
+def gatekeeper(settings: Settings) -> Gatekeeper:
+    return Gatekeeper(
+        UserFile(settings.staff_users),
+        settings.staff_password,
+        free=settings.staff_slow_after,
+        lock_after=settings.staff_lockout_failures,
+        lockout_seconds=settings.staff_lockout_seconds,
+    )
+
+
+def staff_enabled(settings: Settings) -> bool:
+    """Whether anyone can sign in as staff: then, and only then, the tab and its endpoints exist."""
+    return gatekeeper(settings).enabled()
+
+
+def source_of(request: gr.Request | None) -> str:
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", None) or "unknown")
 
 
 def reply_markdown(reply: Reply) -> str:
@@ -96,31 +113,47 @@ class StaffHandlers:
     """The staff functions Gradio calls; each one checks the password first."""
 
     def __init__(
-        self, assistant: Assistant, settings: Settings, feedback: FeedbackStore | None, export_dir: Path
+        self,
+        assistant: Assistant,
+        settings: Settings,
+        feedback: FeedbackStore | None,
+        export_dir: Path,
+        gate: Gatekeeper | None = None,
     ) -> None:
         self.assistant = assistant
         self.settings = settings
         self.feedback = feedback
         self.export_dir = export_dir
+        self.gate = gate or gatekeeper(settings)
         self._eval = threading.Lock()  # one test run at a time, so a long set holds one worker at most
 
-    def inspect(self, password: str, question: str, earlier: str) -> str:
-        if not _allowed(password, self.settings):
-            return DENIED
+    def signed_in(self, name: object, password: object, request: gr.Request | None) -> tuple[str | None, str]:
+        """(who, "") for the right name and password; otherwise (None, the denial to show)."""
+        who, why = self.gate.sign_in(name, password, source_of(request))
+        return who, "" if who else f"{DENIED} {why}".strip()
+
+    def inspect(
+        self, password: str, question: str, earlier: str, name: str = "", request: gr.Request | None = None
+    ) -> str:
+        who, denied = self.signed_in(name, password, request)
+        if not who:
+            return denied
         history = [{"role": "user", "content": line} for line in (earlier or "").splitlines() if line.strip()]
         return reply_markdown(self.assistant.ask(question or "", history))
 
-    def run_uploaded(self, password: str, upload: str | None) -> str:
-        if not _allowed(password, self.settings):
-            return DENIED
+    def run_uploaded(self, password: str, upload: str | None, name: str = "", request: gr.Request | None = None) -> str:
+        who, denied = self.signed_in(name, password, request)
+        if not who:
+            return denied
         if not upload:
             return "Choose a YAML test set to upload first."
         path = Path(upload)
         return self._run(path, path.name)
 
-    def run_project(self, password: str) -> str:
-        if not _allowed(password, self.settings):
-            return DENIED
+    def run_project(self, password: str, name: str = "", request: gr.Request | None = None) -> str:
+        who, denied = self.signed_in(name, password, request)
+        if not who:
+            return denied
         return self._run(PROJECT_SET, "tests/data/staff-set.yaml")
 
     def _run(self, path: Path, label: str) -> str:
@@ -136,17 +169,23 @@ class StaffHandlers:
             self._eval.release()
         return markdown_report(results, label)
 
-    def show_feedback(self, password: str) -> tuple[str, list[list[object]]]:
-        if not _allowed(password, self.settings):
-            return DENIED, []
+    def show_feedback(
+        self, password: str, name: str = "", request: gr.Request | None = None
+    ) -> tuple[str, list[list[object]]]:
+        who, denied = self.signed_in(name, password, request)
+        if not who:
+            return denied, []
         if self.feedback is None:
             return "Patient feedback is not being collected.", []
         rows = [list(row) for row in self.feedback.rows()]
         return f"The {len(rows)} most recent ratings, newest first.", rows
 
-    def export_feedback(self, password: str) -> tuple[str, str | None]:
-        if not _allowed(password, self.settings):
-            return DENIED, None
+    def export_feedback(
+        self, password: str, name: str = "", request: gr.Request | None = None
+    ) -> tuple[str, str | None]:
+        who, denied = self.signed_in(name, password, request)
+        if not who:
+            return denied, None
         if self.feedback is None:
             return "Patient feedback is not being collected.", None
         folder = Path(tempfile.mkdtemp(prefix="export-", dir=self.export_dir))  # mode 0700
@@ -169,11 +208,13 @@ def _remove(folder: Path) -> None:
 
 
 def build_staff_tab(assistant: Assistant, settings: Settings, feedback: FeedbackStore | None) -> None:
-    """Add the "Staff review" tab to the Blocks being built; call only when a password is set."""
+    """Add the "Staff review" tab to the Blocks being built; call only when ``staff_enabled``."""
     export_dir = Path(tempfile.mkdtemp(prefix="assistant-staff-"))
     staff = StaffHandlers(assistant, settings, feedback, export_dir)
     with gr.Tab("Staff review", elem_id="staff-tab"):
-        password = gr.Textbox(label="Staff password", type="password", elem_id="staff-password")
+        with gr.Row():
+            name = gr.Textbox("", label="Staff name", elem_id="staff-name")
+            password = gr.Textbox(label="Password", type="password", elem_id="staff-password")
 
         gr.Markdown("### See what is behind a reply")
         question = gr.Textbox(label="Question", elem_id="staff-question")
@@ -200,12 +241,14 @@ def build_staff_tab(assistant: Assistant, settings: Settings, feedback: Feedback
     # Staff questions share the patients' one budget of workers and queue places.
     answering = {"concurrency_id": ANSWERING, "concurrency_limit": settings.concurrency_limit}
     inspect.click(
-        staff.inspect, [password, question, earlier], inspected, api_name="staff_inspect", **answering, **hidden
+        staff.inspect, [password, question, earlier, name], inspected, api_name="staff_inspect", **answering, **hidden
     )
-    question.submit(staff.inspect, [password, question, earlier], inspected, api_visibility="private", **answering)
+    question.submit(
+        staff.inspect, [password, question, earlier, name], inspected, api_visibility="private", **answering
+    )
     # One test run at a time (StaffHandlers refuses a second), so a long set holds one worker at most.
     running = {**answering, **hidden}
-    run_upload.click(staff.run_uploaded, [password, upload], results, api_name="staff_run_set", **running)
-    run_project.click(staff.run_project, [password], results, api_name="staff_run_project_set", **running)
-    show.click(staff.show_feedback, [password], [feedback_note, table], api_name="staff_feedback", **hidden)
-    export.click(staff.export_feedback, [password], [feedback_note, download], api_name="staff_export", **hidden)
+    run_upload.click(staff.run_uploaded, [password, upload, name], results, api_name="staff_run_set", **running)
+    run_project.click(staff.run_project, [password, name], results, api_name="staff_run_project_set", **running)
+    show.click(staff.show_feedback, [password, name], [feedback_note, table], api_name="staff_feedback", **hidden)
+    export.click(staff.export_feedback, [password, name], [feedback_note, download], api_name="staff_export", **hidden)

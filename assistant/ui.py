@@ -372,9 +372,9 @@ def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore 
                 [status, comment_box],
                 api_visibility="private",
             )
-        if settings.staff_password:
-            from .staff import build_staff_tab
+        from .staff import build_staff_tab, staff_enabled
 
+        if staff_enabled(settings):
             build_staff_tab(assistant, settings, feedback)
         gr.api(handlers.ask_api, api_name="ask", **answering)
     # api_open=False: /gradio_api/run/<name> cannot skip the queue for any queued event.

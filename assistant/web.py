@@ -161,7 +161,9 @@ def web_app(blocks: gr.Blocks, settings: Settings) -> FastAPI:
         allow_methods=["GET", "POST"],
         allow_headers=["*"],
     )
-    uploads = bool(settings.staff_password)  # only the staff tab takes files
+    from .staff import staff_enabled
+
+    uploads = staff_enabled(settings)  # only the staff tab takes files
     app.add_middleware(
         BodyLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes if uploads else None
     )

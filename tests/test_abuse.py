@@ -113,7 +113,7 @@ def test_every_answering_route_shares_one_concurrency_limit(staff_url, slowed):
     calls = [
         lambda c: c.predict("What is dry needling?", api_name="/ask"),
         lambda c: c.predict("Does dry needling hurt?", [], api_name="/chat"),
-        lambda c: c.predict(PASSWORD, "What is dry needling?", "", api_name="/staff_inspect"),
+        lambda c: c.predict(PASSWORD, "What is dry needling?", "", "", api_name="/staff_inspect"),
         lambda c: c.predict("Who should not have dry needling?", api_name="/ask"),
     ] * 2
     clients = [Client(staff_url, verbose=False) for _ in calls]
@@ -282,7 +282,7 @@ def test_exports_are_private_and_deleted_after_the_download_window(assistant, tm
 def test_the_exported_file_served_for_download_is_private(staff_url):
     client = Client(staff_url, verbose=False, download_files=False)
     try:
-        _, served_file = client.predict(PASSWORD, api_name="/staff_export")
+        _, served_file = client.predict(PASSWORD, "", api_name="/staff_export")
     finally:
         client.close()
     path = Path(served_file["path"])

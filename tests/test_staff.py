@@ -59,7 +59,9 @@ def free_port() -> int:
 
 
 def launch(assistant: Assistant, password: str | None, feedback: FeedbackStore):
-    settings = assistant.settings.model_copy(update={"staff_password": password})
+    # Many wrong passwords below come from one address: not slowed or locked out here (tests/test_accounts.py is).
+    limits = {"staff_slow_after": 10_000, "staff_lockout_failures": 10_000}
+    settings = assistant.settings.model_copy(update={"staff_password": password, **limits})
     app = build_app(assistant, settings, feedback)
     app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     return app, app.local_url
@@ -107,7 +109,7 @@ STAFF_CALLS = {
 @pytest.mark.slow
 def test_right_password_sees_everything_behind_a_reply(staff_server, version):
     client, _, _ = staff_server
-    shown = client.predict(PASSWORD, "Is there a risk of infection?", "", api_name="/staff_inspect")
+    shown = client.predict(PASSWORD, "Is there a risk of infection?", "", "", api_name="/staff_inspect")
     assert shown.startswith("### Status: answered")
     assert f"Index version **{version}**, answered in **" in shown
     assert "No red flags found." in shown
@@ -126,7 +128,7 @@ def test_right_password_sees_everything_behind_a_reply(staff_server, version):
 @pytest.mark.slow
 def test_staff_see_the_triage_decision_for_a_red_flag(staff_server):
     client, _, _ = staff_server
-    shown = client.predict(PASSWORD, "I can't feel anything down there", "", api_name="/staff_inspect")
+    shown = client.predict(PASSWORD, "I can't feel anything down there", "", "", api_name="/staff_inspect")
     assert shown.startswith("### Status: urgent")
     assert "| cauda-equina | emergency |" in shown
 
@@ -134,10 +136,10 @@ def test_staff_see_the_triage_decision_for_a_red_flag(staff_server):
 @pytest.mark.slow
 def test_staff_can_replay_a_follow_up_with_earlier_messages(staff_server):
     client, _, _ = staff_server
-    shown = client.predict(PASSWORD, "Does it help?", "What is dry needling?", api_name="/staff_inspect")
+    shown = client.predict(PASSWORD, "Does it help?", "What is dry needling?", "", api_name="/staff_inspect")
     assert "**Context from earlier messages:** What is dry needling?" in shown
     assert shown.startswith("### Status: answered")
-    alone = client.predict(PASSWORD, "Does it help?", "", api_name="/staff_inspect")
+    alone = client.predict(PASSWORD, "Does it help?", "", "", api_name="/staff_inspect")
     assert "**Context from earlier messages:** none" in alone
 
 
@@ -146,7 +148,7 @@ def test_staff_can_replay_a_follow_up_with_earlier_messages(staff_server):
 @pytest.mark.parametrize("password", ["wrong", "", PASSWORD.upper(), PASSWORD + " "])
 def test_wrong_password_gets_access_denied_and_nothing_else(staff_server, endpoint, password):
     client, _, _ = staff_server
-    result = client.predict(password, *STAFF_CALLS[endpoint](), api_name=endpoint)
+    result = client.predict(password, *STAFF_CALLS[endpoint](), "", api_name=endpoint)
     if isinstance(result, tuple):  # a message and a table or file
         message, payload = result
         assert message == DENIED
@@ -159,7 +161,7 @@ def test_wrong_password_gets_access_denied_and_nothing_else(staff_server, endpoi
 @pytest.mark.slow
 def test_staff_run_the_projects_test_set(staff_server, version):
     client, _, _ = staff_server
-    shown = client.predict(PASSWORD, api_name="/staff_run_project_set")
+    shown = client.predict(PASSWORD, "", api_name="/staff_run_project_set")
     assert f"**PASSED: 12 of 12 cases passed on index version {version}**" in shown
     assert "| FAIL |" not in shown
 
@@ -185,7 +187,7 @@ def test_staff_run_an_uploaded_set_and_see_which_case_failed_and_why(staff_serve
             expect: not_covered
         """,
     )
-    shown = client.predict(PASSWORD, handle_file(str(path)), api_name="/staff_run_set")
+    shown = client.predict(PASSWORD, handle_file(str(path)), "", api_name="/staff_run_set")
     assert f"**FAILED: 1 of 2 cases passed (1 failed) on index version {version}**" in shown
     assert "| 1 | PASS | what-is-it |" in shown
     failed = next(line for line in shown.splitlines() if line.startswith("| 2 |"))
@@ -199,7 +201,7 @@ def test_staff_upload_of_a_malformed_set_names_the_entry_and_runs_nothing(staff_
         tmp_path,
         "cases:\n  - name: ok\n    question: q\n    expect: answered\n  - name: typo\n    question: q\n    expect: answerd\n",
     )
-    shown = client.predict(PASSWORD, handle_file(str(path)), api_name="/staff_run_set")
+    shown = client.predict(PASSWORD, handle_file(str(path)), "", api_name="/staff_run_set")
     assert "nothing was run" in shown
     # named by the file staff chose, not by the server's temporary path
     assert "\nuploaded-set.yaml: case 2 ('typo', line 5): 'expect' must be one of" in shown
@@ -210,13 +212,13 @@ def test_staff_upload_of_a_malformed_set_names_the_entry_and_runs_nothing(staff_
 def test_staff_browse_feedback_and_export_it_as_csv(staff_server):
     client, _, feedback = staff_server
     feedback.rate("fresh", record("fresh", "What does it feel like?"), liked=True)
-    message, table = client.predict(PASSWORD, api_name="/staff_feedback")
+    message, table = client.predict(PASSWORD, "", api_name="/staff_feedback")
     assert message == "The 2 most recent ratings, newest first."
     assert table["headers"] == list(COLUMNS)
     questions = [row[COLUMNS.index("question")] for row in table["data"]]
     assert questions == ["What does it feel like?", SEEDED_QUESTION]
 
-    message, downloaded = client.predict(PASSWORD, api_name="/staff_export")
+    message, downloaded = client.predict(PASSWORD, "", api_name="/staff_export")
     assert message == "Your CSV file is ready to download."
     assert Path(downloaded).name.startswith("feedback-") and downloaded.endswith(".csv")
     rows = list(csv.reader(io.StringIO(Path(downloaded).read_text(encoding="utf-8"))))
@@ -245,7 +247,7 @@ def test_without_a_password_no_staff_tab_or_endpoint_exists(public_server):
     config = fetch(url + "config")
     assert "Staff review" not in config and "staff-password" not in config
     with pytest.raises(ValueError, match="staff_inspect"):
-        client.predict(PASSWORD, "What is dry needling?", "", api_name="/staff_inspect")
+        client.predict(PASSWORD, "What is dry needling?", "", "", api_name="/staff_inspect")
 
 
 # -- patient feedback -----------------------------------------------------------------------------
