@@ -116,6 +116,16 @@ class Assistant:
         hits = snapshot.search(vector, self.settings.candidates)
         self._rank(hits, vector, vector[None, :], snapshot)  # embeds the sentences, phrasings and examples now
 
+    def reload_rules(self) -> None:
+        """Read corpus/safety again (staff published a change): red flags and not-covered examples."""
+        rules = load_rules(self.settings.corpus_dir)
+        texts, owner = example_texts(rules)
+        kept = self._vectors(texts)
+        rules.example_vectors = np.stack([kept[t] for t in texts])
+        rules.example_owner = owner
+        self.services.rules = rules
+        self._examples, self._spelling = {}, (-1, None)
+
     def _corpus_safety(self) -> dict[str, str]:
         return default_safety(load_corpus(self.settings.corpus_dir))[1]
 

@@ -208,9 +208,13 @@ def _remove(folder: Path) -> None:
 
 
 def build_staff_tab(assistant: Assistant, settings: Settings, feedback: FeedbackStore | None) -> None:
-    """Add the "Staff review" tab to the Blocks being built; call only when ``staff_enabled``."""
+    """Add the "Staff review" and "Review" tabs to the Blocks being built; call only when ``staff_enabled``.
+
+    ``assistant`` may be the chat's, feeding the review queue: staff questions go to the one inside."""
+    from .review import build_review_tab, plain_assistant, queue_of
+
     export_dir = Path(tempfile.mkdtemp(prefix="assistant-staff-"))
-    staff = StaffHandlers(assistant, settings, feedback, export_dir)
+    staff = StaffHandlers(plain_assistant(assistant), settings, feedback, export_dir)
     with gr.Tab("Staff review", elem_id="staff-tab"):
         with gr.Row():
             name = gr.Textbox("", label="Staff name", elem_id="staff-name")
@@ -252,3 +256,4 @@ def build_staff_tab(assistant: Assistant, settings: Settings, feedback: Feedback
     run_project.click(staff.run_project, [password, name], results, api_name="staff_run_project_set", **running)
     show.click(staff.show_feedback, [password, name], [feedback_note, table], api_name="staff_feedback", **hidden)
     export.click(staff.export_feedback, [password, name], [feedback_note, download], api_name="staff_export", **hidden)
+    build_review_tab(staff, password, name, settings.staff_set, queue_of(assistant), hidden)

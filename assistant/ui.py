@@ -315,6 +315,10 @@ def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore 
             )
             gr.Examples(EXAMPLES, inputs=box, label="Example questions")
             status = gr.Markdown(FEEDBACK_NOTICE if feedback else "", elem_id="feedback-notice")
+            if getattr(assistant, "review", None) is not None:  # the review queue is on (assistant/review.py)
+                from .review import REVIEW_NOTICE
+
+                gr.Markdown(REVIEW_NOTICE, elem_id="review-notice")
             if feedback is not None:
                 last_rated = gr.State(None)
                 with gr.Row():
@@ -400,6 +404,9 @@ def serve(settings: Settings) -> None:
 
     assistant = create_assistant(settings)
     feedback = FeedbackStore(settings.feedback_db, retention_days=settings.feedback_retention_days)
+    from .review import with_review
+
+    assistant, feedback = with_review(assistant, feedback, settings)  # the review queue, when it is on
     app = web_app(build_app(assistant, settings, feedback), settings)
     log.warning("serving the chat on http://%s:%s", settings.host, settings.port)
     serve_forever(app, settings.host, settings.port)

@@ -1,0 +1,219 @@
+"""The review queue: patient questions staff should look at, kept only with ``ASSISTANT_REVIEW_LOG=on``.
+
+It keeps questions refused as not covered, answered ones whose best sentence was close to the
+threshold or to a sentence of another passage, and replies rated 👎: the question (emails, phone
+numbers and long digit runs removed, capped at the maximum question length), the status, the
+candidate passages with their scores, the index version and the time. Never an IP address or a
+session id. Entries older than the retention are deleted at start and once a day after.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from .answer import ANSWERED, NOT_COVERED, Reply
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS review (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    question TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    status TEXT NOT NULL,
+    candidates TEXT NOT NULL,
+    index_version INTEGER,
+    resolution TEXT NOT NULL DEFAULT ''
+)
+"""
+NOT_COVERED_REASON = "not covered"
+NEAR_THRESHOLD = "close to the threshold"
+NEAR_SECOND = "close to a second passage"
+RATED_DOWN = "rated 👎"
+MAX_CANDIDATES = 5
+DAY = 86_400.0
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# A phone number: seven or more digits, with the spaces, dots, dashes, brackets and + people write.
+_PHONE = re.compile(r"(?<![\w])\+?\(?\d(?:[\s().-]{0,2}\d){6,}(?![\w])")
+_DIGITS = re.compile(r"\d{5,}")
+
+
+def scrub(text: str, limit: int) -> str:
+    """``text`` without emails, phone numbers and long digit runs, capped at ``limit`` characters."""
+    text = _EMAIL.sub("[email]", text)
+    text = _PHONE.sub("[phone]", text)
+    text = _DIGITS.sub("[number]", text)
+    return text[:limit]
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    created_at: str
+    question: str
+    reason: str
+    status: str
+    candidates: list[dict]
+    index_version: int | None
+    resolution: str = ""
+
+
+def review_reason(reply: Reply, answer: float, near: float) -> str | None:
+    """Why a patient's reply belongs in the review queue, or None."""
+    if reply.alert or reply.status not in (ANSWERED, NOT_COVERED):
+        return None
+    if reply.status == NOT_COVERED:
+        return NOT_COVERED_REASON
+    candidates = reply.details.get("candidates") or []
+    if not isinstance(candidates, list) or not candidates:
+        return None
+    best = candidates[0]
+    if best["score"] < answer + near:
+        return NEAR_THRESHOLD
+    if any(c["section"] != best["section"] and c["score"] >= best["score"] - near for c in candidates[1:]):
+        return NEAR_SECOND
+    return None
+
+
+def candidates_of(reply: Reply) -> list[dict]:
+    """The best sentences a reply was chosen from, with their section, article and score."""
+    hits = reply.details.get("hits") or []
+    article = {h["section"]: h["article"] for h in reversed(hits)} if isinstance(hits, list) else {}
+    found = []
+    for c in (reply.details.get("candidates") or [])[:MAX_CANDIDATES]:
+        found.append(
+            {
+                "section": c["section"],
+                "article": article.get(c["section"], ""),
+                "text": c["text"][:400],
+                "score": c["score"],
+            }
+        )
+    return found
+
+
+class ReviewLog:
+    """The queue, in its own SQLite table. Thread-safe; every write may purge (at most once a day)."""
+
+    def __init__(
+        self,
+        path: Path,
+        retention_days: int = 30,
+        max_question_chars: int = 2000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.retention_days = retention_days
+        self.max_question_chars = max_question_chars
+        self.clock = clock
+        self.monotonic = monotonic
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(SCHEMA)
+        self._purged = -DAY
+        self.purge_if_due()
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def purge(self) -> int:
+        """Delete entries older than the retention; returns how many went."""
+        if self.retention_days <= 0:
+            return 0
+        cutoff = (self.clock() - timedelta(days=self.retention_days)).isoformat(timespec="seconds")
+        with self._lock, self._connect() as db:
+            return db.execute("DELETE FROM review WHERE created_at < ?", (cutoff,)).rowcount
+
+    def purge_if_due(self) -> int:
+        now = self.monotonic()
+        if now - self._purged < DAY:
+            return 0
+        self._purged = now
+        return self.purge()
+
+    def purge_daily(self) -> None:
+        """Purge once a day while the app runs, even when nobody asks anything."""
+        timer = threading.Timer(DAY, self._daily)
+        timer.daemon = True
+        timer.start()
+
+    def _daily(self) -> None:
+        try:
+            self.purge_if_due()
+        finally:
+            self.purge_daily()
+
+    def add(self, question: str, reason: str, status: str, candidates: list[dict], index_version: int | None) -> None:
+        self.purge_if_due()
+        row = (
+            self.clock().isoformat(timespec="seconds"),
+            scrub(question, self.max_question_chars),
+            reason,
+            status,
+            json.dumps(candidates[:MAX_CANDIDATES], ensure_ascii=False),
+            index_version,
+        )
+        with self._lock, self._connect() as db:
+            db.execute(
+                "INSERT INTO review (created_at, question, reason, status, candidates, index_version) VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+    def consider(self, reply: Reply, answer: float, near: float) -> str | None:
+        """Keep ``reply`` if it belongs in the queue; returns the reason."""
+        reason = review_reason(reply, answer, near)
+        if reason and reply.question.strip():
+            self.add(reply.question, reason, reply.status, candidates_of(reply), reply.index_version)
+        return reason
+
+    def rated_down(self, record: dict) -> None:
+        """A reply a patient rated 👎 (the record the chat keeps for rating: no details, its sources)."""
+        sources = record.get("sources") if isinstance(record.get("sources"), list) else []
+        candidates = [
+            {
+                "section": s.get("section", ""),
+                "article": s.get("article", ""),
+                "text": str(s.get("text", ""))[:400],
+                "score": s.get("score", 0.0),
+            }
+            for s in sources
+            if isinstance(s, dict)
+        ]
+        version = record.get("index_version")
+        self.add(
+            str(record.get("question", "")),
+            RATED_DOWN,
+            str(record.get("status", ""))[:40],
+            candidates,
+            version if isinstance(version, int) else None,
+        )
+
+    def open_entries(self, limit: int = 2000) -> list[Entry]:
+        """Entries nobody has acted on yet, newest first."""
+        self.purge_if_due()
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT id, created_at, question, reason, status, candidates, index_version, resolution FROM review"
+                " WHERE resolution = '' ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+
+    def resolve(self, ids: list[int], resolution: str) -> None:
+        with self._lock, self._connect() as db:
+            db.executemany("UPDATE review SET resolution = ? WHERE id = ?", [(resolution, i) for i in ids])
+
+    def columns(self) -> list[str]:
+        with self._connect() as db:
+            return [row[1] for row in db.execute("PRAGMA table_info(review)")]
