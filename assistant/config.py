@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # and which origins may call it from another site (comma-separated; never with credentials).
     frame_ancestors: str = "'none'"
     cors_origins: str = ""
+    # Keys the JSON API (/api/v1/ask) requires, comma-separated; unset: no key needed.
+    api_keys: str = ""
 
     def resolved(self) -> Settings:
         """Absolute paths, so a later ``chdir`` cannot move the index."""

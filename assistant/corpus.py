@@ -44,6 +44,7 @@ class ArticleInfo:
     topic: tuple[str, ...] = ()
     # Questions each sentence answers, in patients' words: (key phrase of the sentence, questions).
     phrasings: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    reviewed: str | None = None  # the front matter's date of the clinic's last review
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Article:
             subject=tuple(sorted(str(phrase) for phrase in subject)) if isinstance(subject, list) else (str(subject),),
             topic=_phrases(self.meta.get("topic")),
             phrasings=self.phrasings,
+            reviewed=str(self.meta["reviewed"]) if self.meta.get("reviewed") else None,
         )
 
 

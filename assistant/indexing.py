@@ -235,6 +235,7 @@ def build_manifest(version: int, plan: Plan, infos: list[ArticleInfo], model_id:
         articles={
             a.source: {
                 "title": a.title,
+                "reviewed": a.reviewed,
                 "chunks": per_article[a.source],
                 "safety": a.safety,
                 "subject": list(a.subject),

@@ -8,12 +8,15 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
+from contextlib import nullcontext
 from typing import Any
 
 import gradio as gr
 
 from . import answer as compose
 from .answer import UNAVAILABLE, URGENT, Reply, escape_markdown
+from .api import reply_json
+from .budget import AnswerBudget
 from .config import Settings
 from .feedback import MAX_COMMENT, FeedbackStore
 from .service import Assistant
@@ -82,9 +85,16 @@ class ChatHandlers:
     """The functions Gradio calls, bound to one assistant."""
 
     def __init__(
-        self, assistant: Assistant, feedback: FeedbackStore | None, ratings_per_minute: int = 10, sessions: int = 1000
+        self,
+        assistant: Assistant,
+        feedback: FeedbackStore | None,
+        ratings_per_minute: int = 10,
+        sessions: int = 1000,
+        budget: AnswerBudget | None = None,
     ) -> None:
         self.assistant = assistant
+        # Shared with the JSON API: one budget of answers computed at once, whichever route asked.
+        self.budget = budget
         self.feedback = feedback
         self.ratings_per_minute = ratings_per_minute
         self._sessions = sessions
@@ -162,7 +172,8 @@ class ChatHandlers:
 
     def safe_ask(self, message: object, turns: list[str] | None = None) -> Reply:
         try:
-            return self.assistant.ask(message, list(turns or []))
+            with self.budget.slot() if self.budget else nullcontext():
+                return self.assistant.ask(message, list(turns or []))
         except Exception as exc:  # the edge: a patient never sees a traceback
             log.exception("unexpected failure answering a message")
             return self.assistant.unavailable(message, exc)
@@ -202,10 +213,7 @@ class ChatHandlers:
 
     def ask_api(self, question: str) -> dict:
         """One question in, the JSON contract out (the same as ``python -m assistant ask --json``)."""
-        reply = self.safe_ask(question).to_dict()
-        if isinstance(reply.get("question"), str):  # a long message is refused, not echoed back whole
-            reply["question"] = reply["question"][: self.assistant.settings.max_question_chars]
-        return reply
+        return reply_json(self.safe_ask(question), self.assistant.settings.max_question_chars)
 
     @staticmethod
     def _like(data: object) -> tuple[object, object]:
@@ -274,8 +282,14 @@ class ChatHandlers:
         return "Thank you: your comment was added to your last rating.", ""
 
 
-def build_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore | None = None) -> gr.Blocks:
-    handlers = ChatHandlers(assistant, feedback, settings.ratings_per_minute, settings.session_capacity)
+def build_app(
+    assistant: Assistant,
+    settings: Settings,
+    feedback: FeedbackStore | None = None,
+    budget: AnswerBudget | None = None,
+) -> gr.Blocks:
+    budget = budget or AnswerBudget(settings.concurrency_limit)
+    handlers = ChatHandlers(assistant, feedback, settings.ratings_per_minute, settings.session_capacity, budget)
     # Files Gradio keeps (staff uploads, exports) are deleted once they are a few minutes old.
     cleanup = (max(10, settings.export_ttl_seconds // 5), settings.export_ttl_seconds)
     with gr.Blocks(title="Dry needling for back pain — assistant", fill_height=True, delete_cache=cleanup) as app:
@@ -400,13 +414,13 @@ def password_ok(given: object, settings: Settings) -> bool:
 
 def serve(settings: Settings) -> None:
     from .service import create_assistant
-    from .web import serve_forever, web_app
+    from .web import serve_forever, served_app
 
     assistant = create_assistant(settings)
     feedback = FeedbackStore(settings.feedback_db, retention_days=settings.feedback_retention_days)
     from .review import with_review
 
     assistant, feedback = with_review(assistant, feedback, settings)  # the review queue, when it is on
-    app = web_app(build_app(assistant, settings, feedback), settings)
+    app = served_app(assistant, settings, feedback)
     log.warning("serving the chat on http://%s:%s", settings.host, settings.port)
     serve_forever(app, settings.host, settings.port)

@@ -13,19 +13,26 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import page
 from .config import Settings
+
+if TYPE_CHECKING:
+    from .feedback import FeedbackStore
+    from .service import Assistant
 
 log = logging.getLogger("assistant.web")
 
 UPLOAD_PATH = "/gradio_api/upload"
+API_PATH = "/api/"  # JSON routes get JSON errors
 # A refused body is read and thrown away up to this size, so the client (which is still sending)
 # gets the 413 instead of a reset connection; past it the connection is simply closed.
 DRAIN_BYTES = 8 * 1024 * 1024
@@ -41,6 +48,13 @@ CSP = (
 
 def content_security_policy(settings: Settings) -> str:
     return CSP.format(frame_ancestors=settings.frame_ancestors.strip() or "'none'")
+
+
+def error_response(scope: Scope, message: str, status: int) -> PlainTextResponse | JSONResponse:
+    """JSON on the API's routes, plain text elsewhere."""
+    if scope["path"].startswith(API_PATH):
+        return JSONResponse({"detail": message}, status_code=status)
+    return PlainTextResponse(message, status_code=status)
 
 
 class BodyLimit:
@@ -71,7 +85,7 @@ class BodyLimit:
             try:
                 too_large = int(declared) > limit
             except ValueError:
-                await PlainTextResponse("Bad Content-Length.", status_code=400)(scope, receive, send)
+                await error_response(scope, "Bad Content-Length.", 400)(scope, receive, send)
                 return
             if too_large:
                 if int(declared) <= DRAIN_BYTES:
@@ -118,7 +132,7 @@ class BodyLimit:
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         log.warning("refused a request body over %s bytes on %s", limit, scope["path"])
-        await PlainTextResponse(TOO_LARGE.format(limit=limit), status_code=413)(scope, receive, send)
+        await error_response(scope, TOO_LARGE.format(limit=limit), 413)(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -149,9 +163,19 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def web_app(blocks: gr.Blocks, settings: Settings) -> FastAPI:
-    """The chat as an ASGI app with every edge rule in place; serve it with uvicorn."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+def web_app(blocks: gr.Blocks, settings: Settings, api: APIRouter | None = None) -> FastAPI:
+    """The chat (and the JSON ``api`` beside it) as an ASGI app with every edge rule in place; serve it with uvicorn."""
+    from .api import OPENAPI_PATH
+
+    app = FastAPI(
+        title="Dry needling for back pain — assistant API",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=OPENAPI_PATH if api is not None else None,
+    )
+    if api is not None:
+        app.include_router(api)  # before Gradio's catch-all mount at "/"
     origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
     # Present even with no origins: it is what switches Gradio's credentialed CORS off.
     app.add_middleware(
@@ -181,7 +205,21 @@ def web_app(blocks: gr.Blocks, settings: Settings) -> FastAPI:
         footer_links=["api"],
         run_history=False,  # never keep patients' questions in the browser's storage
         max_file_size=settings.max_upload_bytes if uploads else 1,
+        **page.assets(),  # the chat's CSS and its scroll script (inline: allowed by the CSP above)
     )
+
+
+def served_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore | None = None) -> FastAPI:
+    """What ``app.py`` serves: the chat and the JSON API, sharing one answer budget, behind the edge rules."""
+    from .api import gradio_queue_length, json_api
+    from .budget import AnswerBudget
+    from .ui import build_app
+
+    budget = AnswerBudget(settings.concurrency_limit)
+    blocks = build_app(assistant, settings, feedback, budget)
+    app = web_app(blocks, settings, json_api(assistant, settings, budget, gradio_queue_length(blocks)))
+    app.state.answer_budget = budget
+    return app
 
 
 class Server(uvicorn.Server):
