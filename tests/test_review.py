@@ -14,7 +14,7 @@ from conftest import ROOT, build_index, make_assistant, make_settings
 from assistant import audit
 from assistant.answer import Reply
 from assistant.evalset import load_cases
-from assistant.review import ReviewHandlers, ReviewingAssistant, ReviewingFeedback, add_case, group_entries
+from assistant.review import ReviewHandlers, ReviewingAssistant, ReviewingFeedback, add_case, group_entries, with_review
 from assistant.reviewlog import (
     NEAR_SECOND,
     NEAR_THRESHOLD,
@@ -151,7 +151,11 @@ def test_similar_questions_are_grouped_most_frequent_first(embedder):
     ]
     groups = group_entries(entries, embedder.encode(asked))
     assert groups[0].label == "is the equipment clean?" and groups[0].count == 5
-    assert set(groups[0].questions) == {"is the equipment clean?", "is everything kept clean?", "is the equipment kept clean?"}
+    assert set(groups[0].questions) == {
+        "is the equipment clean?",
+        "is everything kept clean?",
+        "is the equipment kept clean?",
+    }
     assert groups[-1].questions == ["can I bring my dog?"] and groups[-1].count == 1
     alone = group_entries(entries, np.eye(len(asked)))  # nothing alike: one group per distinct question
     assert [g.count for g in alone] == [3, 1, 1, 1]
@@ -258,3 +262,14 @@ def test_a_failing_gate_publishes_nothing(review):
     report = handlers.publish(PASSWORD, "dave")
     assert report.startswith("**Not published**") and "impossible" in report
     assert chat.inner.reader.snapshot().manifest.version == version
+
+
+def test_patients_are_told_only_when_the_queue_is_on(assistant, tmp_path):
+    from assistant.ui import build_app
+
+    on = assistant.settings.model_copy(update={"review_log": True, "review_db": tmp_path / "review.sqlite3"})
+    chat, _ = with_review(assistant, None, on)
+    assert isinstance(chat, ReviewingAssistant)
+    assert "review-notice" in str(build_app(chat, on, None).config)
+    off, _ = with_review(assistant, None, assistant.settings)
+    assert off is assistant and "review-notice" not in str(build_app(off, assistant.settings, None).config)
