@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install index run test test-fast lint bench browser clean
+.PHONY: install index run test test-fast lint bench browser screenshots clean
 
 install: $(VENV)/.installed
 
@@ -23,8 +23,19 @@ index: install
 run: index
 	$(PY) app.py
 
-browser:
+# axe-core, the accessibility checker the browser tests inject into the chat: fetched once, at install time.
+AXE_VERSION := 4.14.1
+AXE := .cache/axe-core-$(AXE_VERSION)/axe.min.js
+
+browser: $(AXE)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q chromium)
+
+$(AXE):
+	@command -v npm >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q npm)
+	mkdir -p $(@D)
+	cd $(@D) && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null \
+		&& tar -xzf axe-core-$(AXE_VERSION).tgz --strip-components=1 package/axe.min.js \
+		&& rm axe-core-$(AXE_VERSION).tgz
 
 test: install browser
 	$(PY) -m pytest
@@ -35,6 +46,12 @@ test-fast: install
 lint: install
 	$(PY) -m ruff check assistant tests benchmarks ingest.py app.py
 	$(PY) -m ruff format --check assistant tests benchmarks ingest.py app.py
+
+# The pictures in README and docs/screenshots/: answer, urgent and not covered, on a phone and a desktop.
+screenshots: install browser
+	$(PY) -m pytest tests/test_browser.py -k screenshots
+	mkdir -p docs/screenshots
+	cp test-artifacts/screenshots/*.png docs/screenshots/
 
 bench: install
 	$(PY) benchmarks/run.py

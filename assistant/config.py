@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # and which origins may call it from another site (comma-separated; never with credentials).
     frame_ancestors: str = "'none'"
     cors_origins: str = ""
+    # Shown under a crisis alert (e.g. "Call or text 988, any time"); empty: the sentences of the crisis
+    # flag's message in corpus/safety/red-flags.yaml that give a number.
+    help_line: str = ""
     # Keys the JSON API (/api/v1/ask) requires, comma-separated; unset: no key needed.
     api_keys: str = ""
 

@@ -8,19 +8,21 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
 
 import gradio as gr
 
 from . import answer as compose
-from .answer import UNAVAILABLE, URGENT, Reply, escape_markdown
+from . import page
+from .answer import UNAVAILABLE, URGENT, Reply
 from .api import reply_json
 from .budget import AnswerBudget
 from .config import Settings
 from .feedback import MAX_COMMENT, FeedbackStore
 from .service import Assistant
-from .triage import triage
+from .triage import RedFlag, triage
 
 log = logging.getLogger("assistant.ui")
 
@@ -31,13 +33,13 @@ EXAMPLES = [
     "Who should not have dry needling?",
 ]
 INTRO = (
-    "## Dry needling for back pain: questions and answers\n"
+    "# Dry needling for back pain: questions and answers\n"
     "Answers are quoted from a clinic-reviewed article, with the sections they come from. "
     "This is general information, not a diagnosis. **In an emergency, call your local emergency number.**"
 )
 FEEDBACK_NOTICE = (
-    "Rating an answer with 👍 or 👎 saves that exchange (your question, the answer and its sources) "
-    "so the clinic can improve it; nothing that identifies you is stored."
+    "Rating an answer with the thumbs-up or thumbs-down button saves that exchange (your question, the answer "
+    "and its sources) so the clinic can improve it; nothing that identifies you is stored."
 )
 MAX_SHOWN_CHARS = 4000
 BUSY = (
@@ -51,33 +53,31 @@ RATING_WINDOW_SECONDS = 60.0
 
 
 def shown(text: str) -> str:
-    """The patient's own words, displayed as plain text (never as HTML or Markdown)."""
+    """The patient's own words, displayed as plain text (never as HTML, Markdown, a link or math)."""
     text = text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + " …"
-    return escape_markdown(text)
+    return page.plain(text)
 
 
-def sources_markdown(reply: Reply) -> str:
-    lines = []
-    for number, source in enumerate(reply.sources, start=1):
-        lines.append(
-            f"**{number}. {escape_markdown(source.section)}** — *{escape_markdown(source.article)}* "
-            f"(relevance {source.score:.2f})\n\n> " + escape_markdown(source.text).replace("\n", "\n> ")
-        )
-    return "\n\n".join(lines)
+def reply_tier(reply: Reply) -> str:
+    """The most serious red-flag tier the reply was raised for."""
+    findings = reply.details.get("triage") or []
+    return page.most_serious_tier([str(f.get("tier")) for f in findings if isinstance(f, dict)])  # type: ignore[union-attr]
 
 
-def reply_messages(reply: Reply) -> list[dict[str, Any]]:
-    """The assistant's turn as chat messages: answer, collapsible sources, then the safety text."""
-    messages = [{"role": "assistant", "content": "\n\n".join(p for p in (reply.alert, reply.body) if p)}]
+def reply_messages(
+    reply: Reply, reviewed: Mapping[str, str] | None = None, help_line: str = ""
+) -> list[dict[str, Any]]:
+    """The assistant's turn as chat messages: any urgent banner and the answer, the sources (closed),
+    then the safety text, whole, as a secondary callout."""
+    first = [page.urgent_banner(reply.alert, reply_tier(reply), help_line)] if reply.alert else []
+    if reply.body:
+        first.append(reply.body)
     if reply.sources:
-        messages.append(
-            {
-                "role": "assistant",
-                "content": sources_markdown(reply),
-                "metadata": {"title": f"📄 Sources ({len(reply.sources)})", "status": "done"},
-            }
-        )
-    messages.append({"role": "assistant", "content": "---\n\n" + reply.safety})
+        first.append(page.article_line(reply, reviewed or {}))
+    messages = [{"role": "assistant", "content": "\n\n".join(first)}]
+    if reply.sources:
+        messages.append({"role": "assistant", "content": page.sources_block(reply, reviewed or {})})
+    messages.append({"role": "assistant", "content": page.safety_callout(reply.safety)})
     return messages
 
 
@@ -103,13 +103,36 @@ class ChatHandlers:
 
     # -- the chat: accept at once, answer in the queue, say "busy" when the queue is full -----------
 
-    def urgent_alert(self, message: str) -> str:
-        """The red-flag advice for ``message``, by pattern only: no model, no index, no queue."""
+    def urgent_flags(self, message: str) -> list[RedFlag]:
+        """The red flags in ``message``, by pattern only: no model, no index, no queue."""
         try:
-            return compose.alert_text(triage(message, self.assistant.services.rules).flags())
+            return triage(message, self.assistant.services.rules).flags()
         except Exception:  # the edge: the queued answer triages again in full
             log.exception("pattern triage failed while accepting a message")
-            return ""
+            return []
+
+    def urgent_alert(self, message: str) -> str:
+        """The red-flag advice for ``message``, by pattern only."""
+        return compose.alert_text(self.urgent_flags(message))
+
+    def help_line(self, flag_ids: list[str]) -> str:
+        """The crisis help line (configuration, else the crisis flag's message) for these flags, if any is a crisis."""
+        flags = [flag for flag in self.assistant.services.rules.flags if flag.id in set(flag_ids)]
+        return page.help_line(flags, self.assistant.settings.help_line)
+
+    def reviewed(self) -> dict[str, str]:
+        """Each article's title and the date the clinic last reviewed it, from the active index."""
+        try:
+            articles = self.assistant.reader.snapshot().manifest.articles
+        except Exception:  # the edge: a reply is shown without its dates rather than not at all
+            log.exception("could not read the articles' review dates")
+            return {}
+        return {str(a.get("title")): str(a["reviewed"]) for a in articles.values() if a.get("reviewed")}
+
+    def shown_reply(self, reply: Reply) -> list[dict[str, Any]]:
+        """``reply`` as chat messages, with review dates and any crisis help line."""
+        ids = [str(f.get("flag")) for f in reply.details.get("triage") or [] if isinstance(f, dict)]  # type: ignore[union-attr]
+        return reply_messages(reply, self.reviewed() if reply.sources else {}, self.help_line(ids))
 
     def accept(self, message: object, conversation: list, replies: dict) -> tuple[str, list, list, dict, dict]:
         """First, unqueued step: show the patient's message (and any urgent advice) at once.
@@ -121,10 +144,15 @@ class ChatHandlers:
         text = message if isinstance(message, str) else ""
         conversation, replies = self._trimmed(list(conversation or []), dict(replies or {}))
         conversation.append({"role": "user", "content": shown(text)})
-        alert = self.urgent_alert(text)
-        pending = {"message": text, "alert": alert}
-        showing = conversation + ([{"role": "assistant", "content": alert}] if alert else [])
-        return "", showing, conversation, replies, pending
+        flags = self.urgent_flags(text)
+        alert = compose.alert_text(flags)
+        ids = [flag.id for flag in flags]
+        pending = {"message": text, "alert": alert, "flags": ids}
+        if alert:
+            tier = page.most_serious_tier([flag.tier for flag in flags])
+            banner = page.urgent_banner(alert, tier, self.help_line(ids))
+            return "", [*conversation, {"role": "assistant", "content": banner}], conversation, replies, pending
+        return "", conversation, conversation, replies, pending
 
     def answer(self, pending: dict, conversation: list, turns: list[str], replies: dict):
         """Second, queued step: the full reply, streamed message by message after the patient's own."""
@@ -134,7 +162,7 @@ class ChatHandlers:
         first = len(conversation)
         record = self._record(reply)
         hidden = gr.Dataset(samples=[], visible=False)
-        for message_dict in reply_messages(reply):
+        for message_dict in self.shown_reply(reply):
             conversation.append(message_dict)
             yield conversation, conversation, turns, replies, hidden
         for index in range(first, len(conversation)):
@@ -143,17 +171,23 @@ class ChatHandlers:
         offered = gr.Dataset(samples=[[q] for q in reply.suggestions], visible=bool(reply.suggestions))
         yield conversation, conversation, self._remember(turns, text), replies, offered
 
-    def busy_reply(self, message: object, alert: str = "") -> Reply:
+    def busy_reply(self, message: object, alert: str = "", flags: list[str] | None = None) -> Reply:
         """The reply when the answer queue is full: try again, any urgent advice first, the safety text last."""
         text = message if isinstance(message, str) else ""
-        reply = Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=BUSY, details={"busy": True})
+        details: dict[str, object] = {"busy": True}
+        if flags:
+            tiers = {flag.id: flag.tier for flag in self.assistant.services.rules.flags}
+            details["triage"] = [{"flag": i, "tier": tiers.get(i, "urgent")} for i in flags]
+        reply = Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=BUSY, details=details)
         return compose.finish(reply, self.assistant.last_safety())
 
     def busy(self, pending: dict, conversation: list) -> tuple[list, list]:
         """Runs when the answer step was turned away (queue full) or failed: the chat still gets a reply."""
         pending = pending or {}
         conversation = list(conversation or [])
-        conversation += reply_messages(self.busy_reply(pending.get("message", ""), str(pending.get("alert", ""))))
+        flags = [str(i) for i in pending.get("flags") or []]
+        reply = self.busy_reply(pending.get("message", ""), str(pending.get("alert", "")), flags)
+        conversation += self.shown_reply(reply)
         return conversation, conversation
 
     @staticmethod
@@ -188,7 +222,7 @@ class ChatHandlers:
         reply = self.safe_ask(message, turns)
         first = len(chat)
         record = self._record(reply)
-        for message_dict in reply_messages(reply):
+        for message_dict in self.shown_reply(reply):
             chat.append(message_dict)
             yield "", chat, turns, replies
         oldest = len(chat) - MAX_KEPT_MESSAGES  # the caller keeps the chat; only its last messages are rateable
@@ -293,15 +327,18 @@ def build_app(
     # Files Gradio keeps (staff uploads, exports) are deleted once they are a few minutes old.
     cleanup = (max(10, settings.export_ttl_seconds // 5), settings.export_ttl_seconds)
     with gr.Blocks(title="Dry needling for back pain — assistant", fill_height=True, delete_cache=cleanup) as app:
-        gr.Markdown(INTRO)
+        gr.Markdown(INTRO, elem_id="intro")
         with gr.Tab("Ask", elem_id="ask-tab"):
             chatbot = gr.Chatbot(
                 label="Conversation",
                 elem_id="chat",
-                height=520,
+                height="var(--chat-height)",  # fits the screen: set by the page's CSS (page.CSS)
+                autoscroll=False,  # the page's script scrolls a new reply to its start instead
+                buttons=["copy"],
                 sanitize_html=True,
                 allow_tags=False,
                 render_markdown=True,
+                latex_delimiters=[],  # no math: "$$" a patient types stays text
                 feedback_options=("Like", "Dislike") if feedback else (),
                 placeholder="Ask a question about dry needling for back pain.",
             )
@@ -327,7 +364,7 @@ def build_app(
                 elem_id="suggestions",
                 visible=False,
             )
-            gr.Examples(EXAMPLES, inputs=box, label="Example questions")
+            gr.Examples(EXAMPLES, inputs=box, label="Example questions", elem_id="examples")
             status = gr.Markdown(FEEDBACK_NOTICE if feedback else "", elem_id="feedback-notice")
             if getattr(assistant, "review", None) is not None:  # the review queue is on (assistant/review.py)
                 from .review import REVIEW_NOTICE
@@ -335,7 +372,11 @@ def build_app(
                 gr.Markdown(REVIEW_NOTICE, elem_id="review-notice")
             if feedback is not None:
                 last_rated = gr.State(None)
-                with gr.Row():
+                # Closed until wanted, so on a phone it never pushes the conversation away.
+                with (
+                    gr.Accordion("Comment on your last rating", open=False, elem_id="feedback-comment-panel"),
+                    gr.Row(),
+                ):
                     comment_box = gr.Textbox(
                         label="Add a comment to your last rating (optional)",
                         placeholder="What was good or missing? Please don't include your name or contact details.",
@@ -347,6 +388,7 @@ def build_app(
                     comment_btn = gr.Button("Add comment", elem_id="feedback-comment-send", scale=1)
             api_chat = gr.Button(visible=False)  # carries the /chat API; the page uses the steps below
         answering = {"concurrency_id": ANSWERING, "concurrency_limit": settings.concurrency_limit}
+
         def ask_steps(trigger: Any) -> None:
             """Shown at once, outside the queue: the message and any urgent advice found by pattern;
             then the answer, in the queue; a full queue still gets a reply, with the safety text."""

@@ -396,11 +396,12 @@ def test_accepting_a_message_shows_it_with_urgent_advice_without_waiting_for_an_
     handlers = ChatHandlers(NeverAnswers(assistant), None)  # type: ignore[arg-type]
     box, showing, conversation, _, pending = handlers.accept("I have chest pain after needling", [], {})
     assert box == "" and showing[0] == {"role": "user", "content": "I have chest pain after needling"}
-    assert showing[1]["content"].startswith("**\u26a0\ufe0f Chest pain or sudden breathlessness: please act now.**")
+    assert showing[1]["content"].startswith('<div class="urgent-banner tier-emergency" role="alert">')
+    assert "**Chest pain or sudden breathlessness: please act now.**" in showing[1]["content"]
     assert conversation == showing[:1] and pending["message"] == "I have chest pain after needling"
     busy, _ = handlers.busy(pending, conversation)
     assert (
         busy[1]["content"].startswith(showing[1]["content"])
         and "Many people are asking right now" in busy[1]["content"]
     )
-    assert busy[-1]["content"].rstrip().endswith("back pain.*")
+    assert busy[-1]["content"].rstrip().endswith("back pain.*\n\n</div>")

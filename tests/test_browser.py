@@ -6,9 +6,11 @@ test-artifacts/browser/ for a person to look at.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant import page as chat_page
 from assistant.chunking import Chunker
 from assistant.config import Settings, load_settings
 from assistant.corpus import DISCLAIMER, SEEK_HELP, default_safety, load_corpus
@@ -24,6 +27,7 @@ from assistant.feedback import FeedbackStore
 from assistant.indexing import ingest
 from assistant.service import Assistant, build_services
 from assistant.store import open_store
+from assistant.triage import load_rules
 from assistant.ui import build_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -38,6 +42,20 @@ CHROMIUM_ARGS = [
 ]
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+AXE_RESULTS = ROOT / "test-artifacts" / "axe"
+# Fetched at install time by `make browser` (npm pack axe-core); never at run time.
+AXE_SCRIPTS = sorted(ROOT.glob(".cache/axe-core-*/axe.min.js"))
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+STAFF_PASSWORD = "browser-test staff password"
+RED_FLAG = "I suddenly can't control my bladder and my legs feel numb"
+CRISIS = "I want to end my life"
+NOT_COVERED = "How much does a session cost?"
+# Serious or critical axe findings that come from Gradio itself and that no parameter, CSS or small
+# script of ours removes: (rule id, CSS selector of the node). Each is listed in docs/accessibility.md
+# with its upstream issue, and still counted in the test's report. None at present.
+GRADIO_RESIDUE: set[tuple[str, str]] = set()
 CORPUS = ROOT / "corpus"
 ANSWER_TIMEOUT_MS = 30_000
 HOSTILE = [
@@ -81,7 +99,7 @@ def serving(assistant: Assistant, settings: Settings, feedback: FeedbackStore | 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **chat_page.assets())
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
@@ -89,11 +107,26 @@ def serving(assistant: Assistant, settings: Settings, feedback: FeedbackStore | 
 
 
 @pytest.fixture(scope="module")
-def app_url(indexed) -> Iterator[str]:
-    settings, embedder, tmp = indexed
+def chat_assistant(indexed) -> Assistant:
+    settings, embedder, _ = indexed
     assistant = Assistant(build_services(settings, embedder))
     assistant.warm()
-    with serving(assistant, settings, FeedbackStore(tmp / "feedback.sqlite3")) as url:
+    return assistant
+
+
+@pytest.fixture(scope="module")
+def app_url(indexed, chat_assistant) -> Iterator[str]:
+    """The chat as production serves it (edge rules, CSP), with patient feedback on."""
+    settings, _, tmp = indexed
+    with serving_guarded(chat_assistant, settings, FeedbackStore(tmp / "feedback.sqlite3")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def staff_url(indexed, chat_assistant) -> Iterator[str]:
+    settings, _, tmp = indexed
+    staff = settings.model_copy(update={"staff_password": STAFF_PASSWORD})
+    with serving_guarded(chat_assistant, staff, FeedbackStore(tmp / "staff-feedback.sqlite3")) as url:
         yield url
 
 
@@ -140,6 +173,70 @@ def safety_messages(page):
     return page.locator('#chat [data-testid="bot"]').filter(has_text="Disclaimer:")
 
 
+@contextmanager
+def opened(browser, url: str, viewport: dict, dialogs: list[str] | None = None) -> Iterator:
+    """A fresh page at ``viewport``, the question box ready; CSP reports collected in ``page.csp``."""
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.csp = []
+    page.on("console", lambda message: "Content Security Policy" in message.text and page.csp.append(message.text))
+    if dialogs is not None:
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    try:
+        page.goto(url)
+        page.locator("#question textarea").wait_for()
+        yield page
+    finally:
+        context.close()
+
+
+def axe_serious(page, name: str) -> list[dict]:
+    """axe-core's serious and critical violations on the page as it is now; the full results go to test-artifacts/axe/."""
+    if not AXE_SCRIPTS:
+        pytest.fail("axe-core is not installed: run `make browser` (it fetches axe-core once with npm pack)")
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE_SCRIPTS[-1]))
+    violations = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations.map(v => ({
+            id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' ')),
+            html: v.nodes.map(n => n.html.slice(0, 300))}))"""
+    )
+    AXE_RESULTS.mkdir(parents=True, exist_ok=True)
+    (AXE_RESULTS / f"{name}.json").write_text(json.dumps(violations, indent=2))
+    return [v for v in violations if v["impact"] in ("serious", "critical")]
+
+
+def assert_no_serious_violations(page, name: str) -> None:
+    serious = axe_serious(page, name)
+    found = {(v["id"], node) for v in serious for node in v["nodes"]}
+    print(f"axe {name}: {len(found)} serious or critical ({len(found & GRADIO_RESIDUE)} documented Gradio residue)")
+    assert found <= GRADIO_RESIDUE, json.dumps(serious, indent=2)
+
+
+def box_of(locator) -> dict:
+    box = locator.bounding_box()
+    assert box is not None, "not rendered"
+    return box
+
+
+def reply_start_in_view(page) -> tuple[float, float, bool]:
+    """(top of the newest reply, top of the conversation's visible area, whether the conversation is scrolled to its end)."""
+    return page.evaluate(
+        """() => {
+            const chat = document.getElementById('chat');
+            const messages = [...chat.querySelectorAll('[data-testid="user"], [data-testid="bot"]')];
+            let last = -1;
+            messages.forEach((m, i) => { if (m.dataset.testid === 'user') last = i; });
+            const first = messages[last + 1];
+            const log = chat.querySelector('[role=log]');
+            let box = first.parentElement;
+            while (box !== chat && !(['auto', 'scroll'].includes(getComputedStyle(box).overflowY) && box.scrollHeight > box.clientHeight)) box = box.parentElement;
+            return [first.getBoundingClientRect().top, box.getBoundingClientRect().top,
+                    box.scrollTop + box.clientHeight >= box.scrollHeight - 2];
+        }"""
+    )
+
+
 def send(page, text: str, *, keyboard_only: bool = False):
     """Send a message and wait for the whole reply; returns the bot messages of that reply."""
     replies = safety_messages(page).count()
@@ -159,11 +256,19 @@ def user_messages(page):
     return page.locator('#chat [data-testid="user"]')
 
 
+def words(text: str) -> str:
+    return " ".join(text.split())
+
+
 def assert_safety_text_last(page, reply, safety: dict[str, str]) -> None:
+    """The whole safety text, word for word, closes the reply, in its own secondary callout."""
     last = reply.last
-    expect(last.locator("hr")).to_have_count(1)  # set apart from the answer by a rule
-    expect(last.locator("strong").first).to_have_text(SEEK_HELP)
-    expect(last.locator("em").last).to_have_text(safety[DISCLAIMER])
+    callout = last.locator(".safety-callout")
+    expect(callout).to_have_count(1)
+    expect(callout).to_be_visible()
+    expect(callout.locator("strong").first).to_have_text(SEEK_HELP)
+    expect(callout.locator("em").last).to_have_text(safety[DISCLAIMER])
+    assert words(callout.inner_text()) == words(f"{SEEK_HELP} {safety[SEEK_HELP]} {safety[DISCLAIMER]}")
     chat_text = page.locator("#chat [role=log]").inner_text().strip()
     assert chat_text.endswith(safety[DISCLAIMER]), chat_text[-300:]
 
@@ -171,37 +276,73 @@ def assert_safety_text_last(page, reply, safety: dict[str, str]) -> None:
 # -- tests ------------------------------------------------------------------------------------------
 
 
-def test_answer_shows_a_quote_collapsed_sources_and_the_safety_text_last(page, safety, artifacts):
+def reviewed_line() -> str:
+    """What the chat says of the article's review, from its front matter."""
+    article = next(a for a in load_corpus(CORPUS) if a.meta.get("primary"))
+    return f"{article.title}, reviewed by the clinic on {chat_page.reviewed_on(article.meta['reviewed'])}"
+
+
+def test_answer_shows_a_quote_the_article_and_its_review_date_closed_sources_and_the_safety_text_last(
+    page, safety, artifacts
+):
     reply = send(page, "What are the side effects of dry needling?")
     expect(reply).to_have_count(3)  # answer, sources, safety text
 
     answer = reply.nth(0)
     expect(answer.locator("blockquote").first).to_contain_text("\u201cWhile generally considered safe")
     expect(answer).to_contain_text("Potential Side Effects")  # the section it is quoted from
+    expect(answer).to_contain_text(reviewed_line())  # the article's title and its reviewed date
 
     sources = reply.nth(1)
-    title = sources.locator(".title").first
+    title = sources.locator("details.sources > summary")
     expect(title).to_have_text(re.compile(r"Sources \(\d+\)"))
+    expect(sources).to_contain_text(reviewed_line())
     passage = sources.get_by_text("These effects are typically mild", exact=False)
-    expect(passage).to_have_count(0)  # collapsed until asked for
+    expect(passage.first).to_be_hidden()  # closed until asked for
     page.screenshot(path=str(artifacts / "answer.png"), full_page=True)
     title.click()
     expect(passage.first).to_be_visible()
-    page.wait_for_timeout(500)  # for the screenshot only: the panel opens with an animation
     page.screenshot(path=str(artifacts / "answer-sources-open.png"), full_page=True)
 
     assert_safety_text_last(page, reply, safety)
+    # Secondary: smaller than the answer, never hidden or collapsed.
+    size = "el => parseFloat(getComputedStyle(el).fontSize)"
+    callout = reply.last.locator(".safety-callout")
+    assert callout.evaluate(size) < answer.locator("blockquote p").first.evaluate(size)
 
 
-def test_red_flag_reply_starts_with_the_urgent_message(page, safety, artifacts):
-    reply = send(page, "I suddenly can't control my bladder and my legs feel numb")
+def test_red_flag_reply_opens_with_a_warning_banner_an_icon_and_an_alert_role(page, safety, artifacts):
+    reply = send(page, RED_FLAG)
     first = reply.first
-    expect(first).to_contain_text("Possible cauda equina syndrome: please act now.")
-    assert first.inner_text().strip().startswith("\u26a0\ufe0f Possible cauda equina syndrome")
-    expect(first.locator("strong").first).to_contain_text("please act now")
-    expect(first).to_contain_text("Go to an emergency department now")
+    banner = first.locator(".message-content .urgent-banner").first
+    expect(banner).to_have_attribute("role", "alert")  # screen readers announce it at once
+    expect(banner).to_contain_text("Possible cauda equina syndrome: please act now.")
+    expect(banner.locator("strong").first).to_contain_text("please act now")
+    expect(banner).to_contain_text("Go to an emergency department now")
+    assert banner.evaluate("el => el === el.closest('.message-content').querySelector(':scope > * > :first-child')")
+    # The icon is drawn, not an emoji that needs a font the machine may lack.
+    assert "\u26a0" not in first.inner_text()
+    icon = box_of(banner.locator("svg.alert-icon"))
+    assert icon["width"] >= 16 and icon["height"] >= 16
+    colours = banner.evaluate("el => [getComputedStyle(el).backgroundColor, getComputedStyle(el).borderLeftColor]")
+    bubble = first.evaluate("el => getComputedStyle(el.closest('.message')).backgroundColor")
+    assert colours[0] != bubble and colours[0] not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)"), (colours, bubble)
+    assert colours[1] == "rgb(179, 38, 30)", colours  # the warning colour
+    expect(first.locator(".help-line")).to_have_count(0)  # the help line is for a crisis
     assert_safety_text_last(page, reply, safety)
     page.screenshot(path=str(artifacts / "red-flag.png"), full_page=True)
+
+
+def test_a_crisis_reply_shows_the_help_line_taken_from_the_red_flag_content(page, safety):
+    reply = send(page, CRISIS)
+    banner = reply.first.locator(".urgent-banner")
+    expect(banner).to_have_attribute("role", "alert")
+    expect(banner).to_have_class(re.compile(r"\btier-crisis\b"))
+    crisis = [flag for flag in load_rules(CORPUS).flags if flag.tier == "crisis"]
+    line = chat_page.help_line(crisis)
+    assert re.search(r"\d", line) and line in " ".join(flag.message for flag in crisis)  # content, not code
+    expect(banner.locator(".help-line")).to_have_text(f"Help line: {line}")
+    assert_safety_text_last(page, reply, safety)
 
 
 def test_pasted_html_and_markdown_show_as_text_and_never_run(page, dialogs, safety, artifacts):
@@ -221,31 +362,85 @@ def test_pasted_html_and_markdown_show_as_text_and_never_run(page, dialogs, safe
     expect(page.locator('[onerror], img[src="x"]')).to_have_count(0)  # nowhere on the page either
 
 
-def test_keyboard_only_tab_to_the_question_and_enter_to_send(page, safety, artifacts):
+PATIENT_MARKUP = (
+    "# My question\n"
+    "> quoted words\n"
+    "- a list item\n"
+    "1. a numbered item\n"
+    "see http://example.com/a and www.example.org or mail me@example.com [here](http://example.com)\n"
+    "$$x^2$$ and $y$ and `code` **bold** ~~struck~~\n"
+    "    indented like code\n"
+    "heading underline\n"
+    "==="
+)
+
+
+def test_links_headings_lists_and_math_in_the_patients_words_show_as_plain_text(page, safety):
+    reply = send(page, PATIENT_MARKUP)
+    assert_safety_text_last(page, reply, safety)
+    mine = user_messages(page).last
+    for tag in (
+        "a",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "ul",
+        "ol",
+        "li",
+        "code",
+        "pre",
+        "strong",
+        "del",
+        "s",
+    ):
+        expect(mine.locator(tag)).to_have_count(0)
+    expect(mine.locator(".katex, math, svg")).to_have_count(0)
+    assert words(mine.inner_text()) == words(PATIENT_MARKUP), mine.inner_text()
+
+
+def focus_by_tab(page, locator, *, key: str = "Tab", limit: int = 60) -> None:
+    """Press ``key`` until ``locator`` has the keyboard focus."""
+    for _ in range(limit):
+        if locator.evaluate("el => el === document.activeElement"):
+            return
+        page.keyboard.press(key)
+    pytest.fail(f"{key} never reached {locator}")
+
+
+def test_keyboard_only_ask_open_the_sources_rate_and_comment(page, safety, artifacts):
     box = page.locator("#question textarea")
     page.evaluate("document.activeElement && document.activeElement.blur()")
-    for _ in range(40):
-        if box.evaluate("el => el === document.activeElement"):
-            break
-        page.keyboard.press("Tab")
-    else:
-        pytest.fail("Tab never reached the question box")
+    focus_by_tab(page, box)
     reply = send(page, "How does dry needling work?", keyboard_only=True)
     expect(reply.first.locator("blockquote").first).to_be_visible()
     assert_safety_text_last(page, reply, safety)
     expect(box).to_be_focused()  # ready for the next question without a mouse
 
-    # The sources open from the keyboard too: Shift+Tab back into the chat, then Enter.
-    title = reply.nth(1).locator(".title").first
-    for _ in range(20):
-        if title.evaluate("el => el === document.activeElement"):
-            break
-        page.keyboard.press("Shift+Tab")
-    else:
-        pytest.fail("Shift+Tab never reached the Sources toggle")
+    # The sources open from the keyboard: Shift+Tab back into the chat, then Enter.
+    summary = reply.nth(1).locator("details.sources > summary")
+    focus_by_tab(page, summary, key="Shift+Tab")
     page.keyboard.press("Enter")
     expect(reply.nth(1).locator("blockquote").first).to_be_visible()
-    page.wait_for_timeout(500)  # for the screenshot only: the panel opens with an animation
+
+    # Rate it: Tab on to the reply's thumbs-up, then Enter.
+    like = page.locator("#chat").get_by_role("button", name="Like", exact=True).last
+    focus_by_tab(page, like)
+    page.keyboard.press("Enter")
+    expect(page.locator("#feedback-notice")).to_contain_text("your rating was saved")
+
+    # Comment on it: Tab to the comment panel, open it with Enter, Tab into the box, type, Enter.
+    panel = page.locator("#feedback-comment-panel button.label-wrap")
+    focus_by_tab(page, panel)
+    page.keyboard.press("Enter")
+    comment = page.locator("#feedback-comment textarea")
+    focus_by_tab(page, comment)
+    page.keyboard.type("Clear, thank you.")
+    page.keyboard.press("Enter")
+    expect(page.locator("#feedback-notice")).to_contain_text("your comment was added")
     page.screenshot(path=str(artifacts / "keyboard.png"), full_page=True)
 
 
@@ -416,3 +611,90 @@ def test_with_the_queue_full_a_red_flag_message_stays_and_gets_urgent_advice_bus
         finally:
             release.set()
             context.close()
+
+
+# -- on a phone and a desktop ---------------------------------------------------------------------
+
+
+def test_a_new_reply_scrolls_to_its_own_start_not_its_end(browser, app_url, safety):
+    """On a phone each reply is longer than the screen: the patient sees its start, then reads downward."""
+    with opened(browser, app_url, PHONE) as page:
+        for question in ("What are the side effects of dry needling?", "Who should not have dry needling?"):
+            reply = send(page, question)
+            assert_safety_text_last(page, reply, safety)
+            page.wait_for_timeout(300)  # let any late scroll happen before measuring where the reply sits
+            start, visible_top, at_end = reply_start_in_view(page)
+            assert visible_top <= start <= visible_top + 60, (start, visible_top)
+            assert not at_end, "the conversation was scrolled to the end of the reply"
+        assert page.csp == []
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_the_conversation_and_the_question_box_fit_the_screen(browser, app_url, viewport):
+    height = viewport["height"]
+    with opened(browser, app_url, viewport) as page:
+        for step in ("empty", "answered"):
+            if step == "answered":
+                send(page, "What are the side effects of dry needling?")
+                page.wait_for_timeout(300)
+            assert page.evaluate("window.scrollY") == 0, step  # nothing scrolled the page itself
+            chat, box = box_of(page.locator("#chat")), box_of(page.locator("#question textarea"))
+            assert chat["y"] >= 0 and chat["height"] >= 240, (step, chat)
+            assert chat["y"] + chat["height"] <= box["y"], (step, chat, box)
+            assert box["y"] + box["height"] <= height, (step, box)  # the question box is on screen
+            # Examples and the comment come after the question box, so they never push the chat away.
+            for below in ("#examples", "#feedback-comment-panel"):
+                assert box_of(page.locator(below))["y"] >= box["y"] + box["height"], (step, below)
+            expect(page.locator("#feedback-comment textarea")).to_have_count(0)  # the comment panel is closed
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_axe_finds_no_serious_or_critical_violations_after_an_answer_and_an_urgent_reply(browser, app_url, viewport):
+    name = "phone" if viewport is PHONE else "desktop"
+    with opened(browser, app_url, viewport) as page:
+        assert_no_serious_violations(page, f"chat-empty-{name}")
+        reply = send(page, "What are the side effects of dry needling?")
+        reply.nth(1).locator("details.sources > summary").click()
+        expect(reply.nth(1).locator("blockquote").first).to_be_visible()
+        assert_no_serious_violations(page, f"chat-answer-{name}")
+        reply = send(page, RED_FLAG)
+        expect(reply.first.locator(".urgent-banner")).to_be_visible()
+        assert_no_serious_violations(page, f"chat-urgent-{name}")
+        assert page.csp == []
+
+
+def test_axe_finds_no_serious_or_critical_violations_in_the_staff_tab(browser, staff_url):
+    with opened(browser, staff_url, DESKTOP) as page:
+        page.get_by_role("tab", name="Staff review").click()
+        expect(page.get_by_role("tabpanel").get_by_role("textbox").first).to_be_visible()
+        assert_no_serious_violations(page, "staff-tab")
+        assert page.csp == []
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_screenshots_of_an_answer_an_urgent_reply_and_a_question_not_covered(browser, app_url, viewport, safety):
+    """The pictures people look at (``make screenshots`` copies them to docs/screenshots/)."""
+    name = "phone" if viewport is PHONE else "desktop"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for kind, question, check in (
+        ("answer", "What are the side effects of dry needling?", "blockquote"),
+        ("urgent", RED_FLAG, ".urgent-banner"),
+        ("not-covered", NOT_COVERED, "p"),
+    ):
+        with opened(browser, app_url, viewport) as page:
+            reply = send(page, question)
+            expect(reply.first.locator(check).first).to_be_visible()
+            if kind == "not-covered":
+                expect(reply.first).to_contain_text("doesn't cover")
+            assert_safety_text_last(page, reply, safety)
+            page.wait_for_timeout(300)  # the reply's own scroll settles before the picture
+            path = SCREENSHOTS / f"{kind}-{name}.png"
+            path.unlink(missing_ok=True)
+            page.screenshot(path=str(path))
+            assert png_size(path) == (viewport["width"], viewport["height"])

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
+from assistant import page
 from assistant.answer import SAFETY_RULE, safety_text
 from assistant.chunking import Chunker
 from assistant.config import load_settings
@@ -25,6 +26,7 @@ from assistant.embeddings import Embedder
 from assistant.indexing import ingest
 from assistant.service import Assistant, build_services
 from assistant.store import open_store
+from assistant.triage import TIERS
 from assistant.ui import reply_messages, shown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +35,26 @@ STATUSES = {"answered", "not_covered", "urgent", "rejected", "unavailable"}
 MAX_REPLY_BYTES = 20_000
 RED_FLAG = "I suddenly can't control my bladder and my legs feel numb"
 # Tags plain Markdown may legitimately produce from a patient's text (headings, lists, quotes, rules, code).
-BLOCK_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "hr", "pre", "code", "br"}
 ANSWER_TAGS = {"p", "blockquote", "em", "strong", "hr", "br", "ul", "li"}  # lists: suggested questions
+ECHO_TAGS = {"p", "br"}  # the patient's own words: plain text, nothing else
+# What would still start a heading, quote, math or an autolink (GFM's "www.", "://", "@") if left unescaped.
+UNESCAPED_MARKUP = re.compile(r"(?<!\\)[#>$]|(?i:www)\.|(?<!\\):(?=//)|(?<!\\)@")
+# The raw tags the chat wraps a reply's parts in: constants of assistant/page.py, nothing else.
+_RAW_TAG = re.compile(r"(?<!\\)<[^<>]*>")
+OWN_TAGS = {
+    tag
+    for template in (
+        *(page.BANNER_OPEN.format(tier=tier) for tier in TIERS),
+        page.BANNER_CLOSE,
+        page.HELP_LINE_OPEN,
+        page.DIV_CLOSE,
+        page.SOURCES_OPEN.format(count="N"),
+        page.SOURCES_CLOSE,
+        page.SAFETY_OPEN,
+        page.SAFETY_CLOSE,
+    )
+    for tag in _RAW_TAG.findall(template)
+}
 SOURCE_TAGS = ANSWER_TAGS  # a source is shown whole, its lists included
 INJECTION = """---
 title: "Needle Aftercare <img src=x onerror=alert(1)>"
@@ -141,6 +161,13 @@ def assert_inert(text: str, allowed: set[str]) -> None:
     assert not re.search(r"<[^>]*\son\w+\s*=", html), html[:500]  # no event handler inside a tag
 
 
+def without_own_tags(message: str) -> str:
+    """A chat message with the chat's own wrapper tags taken out; any other raw tag fails the test."""
+    for tag in _RAW_TAG.findall(message):
+        assert re.sub(r"Sources \(\d+\)", "Sources (N)", tag) in OWN_TAGS, (tag, message[:500])
+    return _RAW_TAG.sub("\n\n", message)
+
+
 def assert_sound_reply(reply, safety_tail: str) -> None:
     assert reply.status in STATUSES
     assert reply.answer.endswith(safety_tail), reply.answer[-400:]
@@ -150,14 +177,17 @@ def assert_sound_reply(reply, safety_tail: str) -> None:
     assert_inert(reply.answer, ANSWER_TAGS)
     answer, *sources, safety = reply_messages(reply)  # what the chat shows, message by message
     for message, allowed in [(answer, ANSWER_TAGS), *((s, SOURCE_TAGS) for s in sources), (safety, ANSWER_TAGS)]:
-        assert_inert(message["content"], allowed)
-    assert reply_messages(reply)[-1]["content"].endswith(safety_tail.removeprefix(SAFETY_RULE))
+        assert_inert(without_own_tags(message["content"]), allowed)
+    # The whole safety text, word for word, in its callout, closes the reply.
+    assert reply.safety == safety_tail.removeprefix(SAFETY_RULE)
+    assert safety["content"] == page.safety_callout(reply.safety)
 
 
 def assert_echo_inert(text: str) -> None:
     echo = shown(text)
     assert len(echo) <= 2 * 4000 + 10
-    assert_inert(echo, BLOCK_TAGS)
+    assert_inert(echo, ECHO_TAGS)
+    assert not UNESCAPED_MARKUP.search(echo.replace("\\\\", "")), echo[:500]
 
 
 # -- strategies -------------------------------------------------------------------------------------
