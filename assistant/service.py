@@ -22,6 +22,7 @@ from .retrieval import Hit, IndexReader, PinnedReader, Snapshot
 from .store import IndexStore, open_store
 from .triage import (
     SafetyRules,
+    Topic,
     clauses_to_embed,
     example_texts,
     load_rules,
@@ -126,6 +127,20 @@ class Assistant:
         self.services.rules = rules
         self._examples, self._spelling = {}, (-1, None)
 
+    def nearest_topic(self, vector: np.ndarray, topics: tuple[str, ...]) -> Topic | None:
+        """The not-covered topic with the example nearest ``vector`` (a focused question), when it is near
+        enough (``suggest_similarity``) for that topic's "who to ask" to fit."""
+        examples = self._not_covered_vectors(topics)
+        if not len(examples):
+            return None
+        owners: dict[str, Topic] = {}  # in the order _not_covered_vectors stacks them (equal texts once)
+        for topic in self.services.rules.topics:
+            for example in topic.examples:
+                owners.setdefault(ranking.focus_kept(example, topics), topic)
+        similarity = examples @ vector
+        best = int(np.argmax(similarity))
+        return list(owners.values())[best] if similarity[best] >= self.settings.suggest_similarity else None
+
     def _corpus_safety(self) -> dict[str, str]:
         return default_safety(load_corpus(self.settings.corpus_dir))[1]
 
@@ -218,7 +233,8 @@ class Assistant:
         else:
             status = NOT_COVERED
             title = manifest.title_of(manifest.default_source)
-            body = compose.not_covered_body(title, topic, rules.default_ask, suggestions)
+            asking = topic or self.nearest_topic(focused_query[0], snapshot.topics)  # who to ask, as taught
+            body = compose.not_covered_body(title, asking, rules.default_ask, suggestions)
             if alert:
                 body = ""  # the alert says what to do; an article passage would only distract
         reply = Reply(

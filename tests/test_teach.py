@@ -74,7 +74,7 @@ def test_not_covered_question_is_refused_after_ingest_and_names_who_to_ask(
     ]
     build_index(corpus_copy, tmp_path / "index", embedder)
     after = make_assistant(make_settings(corpus_copy, tmp_path / "index"), embedder).ask(question)
-    assert after.status == "not_covered"
+    assert after.status == "not_covered" and "Please ask the clinic's nurse." in after.answer
 
 
 def test_not_covered_without_ask_joins_the_nearest_topic(teacher, corpus_copy):
