@@ -125,11 +125,12 @@ def safety_callout(safety: str) -> str:
 # -- the page ---------------------------------------------------------------------------------------
 
 CSS = """
-:root { --chat-height: max(300px, calc(100dvh - 300px)); }
+/* On #chat itself: Gradio rewrites a top-level :root, which would then win over the phone's value. */
+#chat { --chat-height: max(300px, calc(100dvh - 300px)); }
 #intro h1 { font-size: 1.5rem; }
 @media (max-width: 640px) {
   /* A phone: the heading, the tabs and the question box fit around the conversation. */
-  :root { --chat-height: max(240px, calc(100dvh - 356px)); }
+  #chat { --chat-height: max(240px, calc(100dvh - 330px)); }
   #intro h1 { font-size: 1.1rem; line-height: 1.25; margin: 0 0 0.25rem 0; }
   #intro p { font-size: 0.8rem; line-height: 1.3; margin: 0; }
   #examples button { font-size: 0.8rem; padding: 0.2rem 0.5rem; }
