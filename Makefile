@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install index run test test-fast lint bench browser screenshots clean
+.PHONY: install index run test test-fast lint bench browser servers screenshots clean
 
 install: $(VENV)/.installed
 
@@ -37,7 +37,12 @@ $(AXE):
 		&& tar -xzf axe-core-$(AXE_VERSION).tgz --strip-components=1 package/axe.min.js \
 		&& rm axe-core-$(AXE_VERSION).tgz
 
-test: install browser
+# Debian's nginx and PostgreSQL for the replica and database tests (nothing is started here: the tests start them).
+servers:
+	@command -v nginx >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q nginx-light)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q postgresql)
+
+test: install browser servers
 	$(PY) -m pytest
 
 test-fast: install

@@ -42,7 +42,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from .chunking import Chunker
     from .corpus import load_corpus
     from .embeddings import Embedder
-    from .indexing import ingest, rollback
+    from .indexing import Coordination, ingest, rollback
     from .store import open_store
     from .triage import load_rules
 
@@ -62,8 +62,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     store = open_store(settings.index_dir, settings.chroma_url)
     try:
+        coordination = Coordination.from_settings(settings)  # a database server: its lock and ledgers
         if args.rollback:
-            manifest = rollback(store, settings.index_dir)
+            manifest = rollback(store, settings.index_dir, coordination)
             _print(f"Rolled back: version {manifest.version} (built {manifest.built_at}) is active again.")
             return 0
         load_rules(settings.corpus_dir)  # a broken rules file stops ingest before anything is written
@@ -85,6 +86,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             gate=gate,
             progress=not args.quiet,
             log=lambda line: _print(line, sys.stderr),
+            coordination=coordination,
         )
     finally:
         store.close()

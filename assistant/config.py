@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     help_line: str = ""
     # Keys the JSON API (/api/v1/ask) requires, comma-separated; unset: no key needed.
     api_keys: str = ""
+    # A database server for ratings, comments and (with a Chroma server) the ingest lock and ledger,
+    # e.g. postgresql://user@127.0.0.1:5432/assistant; unset: the SQLite file feedback_db.
+    database_url: str | None = None
 
     def resolved(self) -> Settings:
         """Absolute paths, so a later ``chdir`` cannot move the index."""

@@ -1,29 +1,25 @@
-"""Patient ratings in SQLite: the exchange rated, never who rated it."""
+"""Patient ratings and comments: the exchange rated, never who rated it.
+
+Kept in the app's database (``assistant.database``): one SQLite file by default, or a PostgreSQL
+server that every replica writes to.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    reply_id TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
-    comment TEXT NOT NULL DEFAULT '',
-    question TEXT NOT NULL,
-    answer TEXT NOT NULL,
-    status TEXT NOT NULL,
-    sources TEXT NOT NULL,
-    index_version INTEGER
-)
-"""
+from sqlalchemy import Engine, case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .config import Settings
+from .database import database_url, open_database
+from .database import feedback as table
+
 COLUMNS = ("created_at", "rating", "comment", "question", "answer", "status", "sources", "index_version")
 MAX_COMMENT = 1000
 MAX_QUESTION = 2000
@@ -56,58 +52,65 @@ def _sources(reply: dict) -> list[dict]:
 class FeedbackStore:
     """One row per rated reply: a second click updates it, never duplicates it."""
 
-    def __init__(self, path: Path, retention_days: int | None = None) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(SCHEMA)
+    def __init__(self, where: Path | str | Engine, retention_days: int | None = None) -> None:
+        """``where``: a SQLite file, a database URL, or an engine already opened."""
+        if isinstance(where, Engine):
+            self.engine = where
+        else:
+            self.engine = open_database(where if isinstance(where, str) else f"sqlite:///{where}")
+        self._lock = threading.Lock()  # SQLite allows one writer; a server needs no such care, but it costs nothing
         if retention_days is not None and retention_days > 0:
             self.purge_older_than(timedelta(days=retention_days))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FeedbackStore:
+        return cls(database_url(settings), retention_days=settings.feedback_retention_days)
 
     def purge_older_than(self, age: timedelta) -> int:
         """Delete ratings older than ``age``; returns how many went."""
         cutoff = (datetime.now(UTC) - age).isoformat(timespec="seconds")
-        with self._lock, self._connect() as db:
-            return db.execute("DELETE FROM feedback WHERE created_at < ?", (cutoff,)).rowcount
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+        with self._lock, self.engine.begin() as db:
+            return db.execute(table.delete().where(table.c.created_at < cutoff)).rowcount
 
     def rate(self, reply_id: str, reply: dict, liked: bool, comment: str = "") -> None:
-        row = (
-            reply_id,
-            datetime.now(UTC).isoformat(timespec="seconds"),
-            "up" if liked else "down",
-            capped(comment, MAX_COMMENT),
-            capped(reply.get("question", ""), MAX_QUESTION),
-            capped(reply.get("answer", ""), MAX_ANSWER),
-            capped(reply.get("status", ""), 40),
-            json.dumps(
+        row = {
+            "reply_id": reply_id,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "rating": "up" if liked else "down",
+            "comment": capped(comment, MAX_COMMENT),
+            "question": capped(reply.get("question", ""), MAX_QUESTION),
+            "answer": capped(reply.get("answer", ""), MAX_ANSWER),
+            "status": capped(reply.get("status", ""), 40),
+            "sources": json.dumps(
                 [{k: capped(s.get(k, ""), 300) for k in ("article", "section", "chunk_id")} for s in _sources(reply)]
             ),
-            reply.get("index_version"),
+            "index_version": reply.get("index_version"),
+        }
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(table).values(row)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.reply_id],
+            set_={
+                "rating": statement.excluded.rating,
+                "created_at": statement.excluded.created_at,
+                # A second click keeps the comment unless it brings one.
+                "comment": _keep_comment(statement.excluded.comment),
+            },
         )
-        with self._lock, self._connect() as db:
-            db.execute(
-                "INSERT INTO feedback (reply_id, created_at, rating, comment, question, answer, status, sources, index_version)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(reply_id) DO UPDATE SET rating=excluded.rating, created_at=excluded.created_at,"
-                " comment=CASE WHEN excluded.comment != '' THEN excluded.comment ELSE feedback.comment END",
-                row,
-            )
+        with self._lock, self.engine.begin() as db:
+            db.execute(statement)
 
     def comment(self, reply_id: str, comment: str) -> bool:
-        with self._lock, self._connect() as db:
-            cur = db.execute("UPDATE feedback SET comment=? WHERE reply_id=?", (capped(comment, MAX_COMMENT), reply_id))
-            return cur.rowcount == 1
+        with self._lock, self.engine.begin() as db:
+            done = db.execute(
+                update(table).where(table.c.reply_id == reply_id).values(comment=capped(comment, MAX_COMMENT))
+            )
+            return done.rowcount == 1
 
     def rows(self, limit: int = 500) -> list[tuple]:
-        with self._connect() as db:
-            return db.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM feedback ORDER BY id DESC LIMIT ?", (limit,)
-            ).fetchall()
+        with self.engine.connect() as db:
+            query = select(*(table.c[name] for name in COLUMNS)).order_by(table.c.id.desc()).limit(limit)
+            return [tuple(row) for row in db.execute(query)]
 
     def to_csv(self) -> str:
         out = io.StringIO()
@@ -115,3 +118,10 @@ class FeedbackStore:
         writer.writerow(COLUMNS)
         writer.writerows([[_cell(value) for value in row] for row in self.rows(limit=1_000_000)])
         return out.getvalue()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _keep_comment(new: object) -> object:
+    return case((new != "", new), else_=table.c.comment)

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from .chunking import Chunk, Chunker, fingerprint, searchable
+from .config import Settings
 from .corpus import Article, ArticleInfo, default_safety
 from .embeddings import Embedder
 from .errors import IndexInvalid, IndexMissing, IngestLocked
-from .ledger import Ledger, Scan, chunk_sections, load_ledger, prune_ledgers, save_ledger, scan_corpus
+from .ledger import DatabaseLedgers, FileLedgers, Ledger, Scan, chunk_sections, scan_corpus
 from .lexical import common_terms, count_terms
 from .store import IndexStore, Manifest
 
@@ -108,6 +109,35 @@ def writer_lock(index_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@dataclass
+class Coordination:
+    """Where ingest keeps its writer lock and its ledgers.
+
+    One machine: a lock file and ledger files beside the index. With a database server
+    (``ASSISTANT_DATABASE_URL=postgresql://…``): a PostgreSQL advisory lock and a ledgers table,
+    so ingests from any maintainer host exclude each other and read the same ledger.
+    """
+
+    lock: Callable[[], AbstractContextManager[None]]
+    ledgers: FileLedgers | DatabaseLedgers
+    description: str = "files beside the index"
+
+    @classmethod
+    def local(cls, index_dir: Path) -> Coordination:
+        return cls(lambda: writer_lock(index_dir), FileLedgers(index_dir))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Coordination:
+        if not settings.database_url:
+            return cls.local(settings.index_dir)
+        from .database import advisory_lock, database_url, is_server, open_database
+
+        engine = open_database(database_url(settings))
+        if is_server(engine):
+            return cls(lambda: advisory_lock(engine), DatabaseLedgers(engine), "the database server")
+        return cls(lambda: writer_lock(settings.index_dir), DatabaseLedgers(engine), "the database")
+
+
 def desired_chunks(articles: list[Article], chunker: Chunker) -> dict[str, Chunk]:
     return {chunk.chunk_id: chunk for article in articles for chunk in chunker.split(article)}
 
@@ -142,10 +172,12 @@ def make_plan(
     chunker: Chunker,
     model_id: str,
     full: bool = False,
+    ledgers: FileLedgers | DatabaseLedgers | None = None,
 ) -> tuple[Plan, Scan]:
     """What the new version needs: the corpus scanned (only changed files parsed) and diffed against ``active``."""
     base, reason = choose_base(active, fingerprint(model_id, chunker), model_id, full)
-    ledger = load_ledger(index_dir, base) if base is not None else None
+    ledgers = ledgers or FileLedgers(index_dir)
+    ledger = ledgers.load(base) if base is not None else None
     present: dict[str, tuple[str, str]] = {}
     collection = None
     if base is not None:
@@ -264,12 +296,16 @@ def ingest(
     gate: Gate | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda _line: None,
+    coordination: Coordination | None = None,
 ) -> IngestReport:
     started = time.perf_counter()
-    with _older_objects_frozen(), writer_lock(index_dir):
+    shared = coordination or Coordination.local(index_dir)
+    with _older_objects_frozen(), shared.lock():
         active = store.active()
         stale = [v for v in store.versions() if active is None or v > active.version]
-        plan, scan = make_plan(store, active, corpus_dir, index_dir, chunker, embedder.model_id, full=full)
+        plan, scan = make_plan(
+            store, active, corpus_dir, index_dir, chunker, embedder.model_id, full=full, ledgers=shared.ledgers
+        )
         log(plan.reason)
         for warning in scan.warnings:
             log(f"warning: {warning}")
@@ -290,7 +326,7 @@ def ingest(
         if plan.empty and not metadata_changed:
             report.message = f"Index is up to date (version {active.version if active else '-'}); nothing to do."
             if active is not None and not plan.from_ledger and not dry_run:  # so the next ingest can use one
-                save_ledger(index_dir, Ledger(active.version, active.built_at, fp, scan.files, plan.term_counts))
+                shared.ledgers.save(Ledger(active.version, active.built_at, fp, scan.files, plan.term_counts))
         elif dry_run:
             report.message = f"Dry run: would publish a new version ({plan.reason}); nothing written."
         else:
@@ -313,10 +349,10 @@ def ingest(
                     return report
             manifest.stats = {"seconds": round(time.perf_counter() - started, 3)}
             store.seal(version, manifest)
-            save_ledger(index_dir, Ledger(version, manifest.built_at, fp, scan.files, plan.term_counts))
+            shared.ledgers.save(Ledger(version, manifest.built_at, fp, scan.files, plan.term_counts))
             store.publish(manifest)
             prune(store, keep_versions)
-            prune_ledgers(index_dir, store.versions())
+            shared.ledgers.prune(store.versions())
             report.version, report.published = version, True
             report.message = f"Published index version {version} ({manifest.chunks} chunks) to {store.description}."
         report.seconds = time.perf_counter() - started
@@ -333,8 +369,8 @@ def prune(store: IndexStore, keep_versions: int) -> None:
         store.drop(version)
 
 
-def rollback(store: IndexStore, index_dir: Path) -> Manifest:
-    with writer_lock(index_dir):
+def rollback(store: IndexStore, index_dir: Path, coordination: Coordination | None = None) -> Manifest:
+    with (coordination or Coordination.local(index_dir)).lock():
         active = store.active()
         if active is None:
             raise IndexMissing("no index yet, so nothing to roll back: run python ingest.py")

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sqlalchemy import Engine, select
+
 from .chunking import Chunk, Chunker
 from .corpus import ArticleInfo, article_paths, check_article, check_phrasings, parse_article, phrasings_path
 from .errors import CorpusError
@@ -104,6 +106,53 @@ def prune_ledgers(index_dir: Path, keep: Iterable[int]) -> None:
     for path in (index_dir / FOLDER).glob("v*.json"):
         if path.name not in kept:
             path.unlink(missing_ok=True)
+
+
+class FileLedgers:
+    """Ledgers as files beside a local index (``ledgers/v000001.json``)."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = index_dir
+
+    def load(self, manifest: Manifest) -> Ledger | None:
+        return load_ledger(self.index_dir, manifest)
+
+    def save(self, ledger: Ledger) -> None:
+        save_ledger(self.index_dir, ledger)
+
+    def prune(self, keep: Iterable[int]) -> None:
+        prune_ledgers(self.index_dir, keep)
+
+
+class DatabaseLedgers:
+    """Ledgers in the app's database, where every maintainer host sees the one an ingest left."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def load(self, manifest: Manifest) -> Ledger | None:
+        from .database import ledgers
+
+        try:
+            with self.engine.connect() as db:
+                body = db.execute(select(ledgers.c.body).where(ledgers.c.version == manifest.version)).scalar()
+            ledger = Ledger.from_json(body) if body is not None else None
+        except (ValueError, KeyError, TypeError):
+            return None
+        return ledger if ledger is not None and ledger.describes(manifest) else None
+
+    def save(self, ledger: Ledger) -> None:
+        from .database import ledgers
+
+        with self.engine.begin() as db:
+            db.execute(ledgers.delete().where(ledgers.c.version == ledger.version))
+            db.execute(ledgers.insert().values(version=ledger.version, body=ledger.to_json()))
+
+    def prune(self, keep: Iterable[int]) -> None:
+        from .database import ledgers
+
+        with self.engine.begin() as db:
+            db.execute(ledgers.delete().where(ledgers.c.version.not_in(list(keep))))
 
 
 @dataclass

@@ -459,7 +459,7 @@ def serve(settings: Settings) -> None:
     from .web import serve_forever, served_app
 
     assistant = create_assistant(settings)
-    feedback = FeedbackStore(settings.feedback_db, retention_days=settings.feedback_retention_days)
+    feedback = FeedbackStore.from_settings(settings)  # SQLite, or ASSISTANT_DATABASE_URL; schema brought up to date
     from .review import with_review
 
     assistant, feedback = with_review(assistant, feedback, settings)  # the review queue, when it is on

@@ -129,3 +129,49 @@ def chroma_server(tmp_path):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+def _as_postgres_user(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the ``postgres`` user Debian's package made."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL (Debian's) on 127.0.0.1 in a temporary cluster; yields a function making a fresh database URL."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (make test installs Debian's postgresql)")
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="assistant-pg-"))  # under /tmp: pytest's own folders are root-only
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+    port = free_port()
+    initdb = [str(bin_dir / "initdb"), "-D", str(data / "cluster"), "-U", "assistant", "--auth=trust", "-E", "UTF8"]
+    subprocess.run(_as_postgres_user([*initdb, "--no-instructions"]), check=True, capture_output=True)
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={data} -c fsync=off"
+    pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data / "cluster"), "-l", str(data / "server.log")]
+    subprocess.run(
+        _as_postgres_user([*pg_ctl, "-o", options, "-w", "-t", "60", "start"]), check=True, capture_output=True
+    )
+    import psycopg
+
+    made = iter(range(1, 1_000_000))
+
+    def new_database() -> str:
+        name = f"assistant_{next(made)}"
+        with psycopg.connect(f"postgresql://assistant@127.0.0.1:{port}/postgres", autocommit=True) as db:
+            db.execute(f"CREATE DATABASE {name}")
+        return f"postgresql://assistant@127.0.0.1:{port}/{name}"
+
+    try:
+        yield new_database
+    finally:
+        subprocess.run(_as_postgres_user([*pg_ctl, "-m", "fast", "-w", "stop"]), capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
