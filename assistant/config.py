@@ -65,10 +65,9 @@ class Settings(BaseSettings):
     # after this many, the name and the address are locked out for staff_lockout_seconds.
     staff_lockout_failures: int = 10
     staff_lockout_seconds: int = 900
-    # The review queue (assistant/reviewlog.py): off unless "on"; its own SQLite file; days kept; an answer
+    # The review queue (assistant/reviewlog.py, in the app's database): off unless "on"; days kept; an answer
     # whose best sentence is within review_near of the threshold, or of another passage's, is kept too.
     review_log: bool = False
-    review_db: Path = Path(".data/review.sqlite3")
     review_retention_days: int = 30
     review_near: float = 0.05
     # The staff test set the Review tab adds cases to and publishes through (as ingest.py --gate).
@@ -103,7 +102,6 @@ class Settings(BaseSettings):
                 "feedback_db": self.feedback_db.resolve(),
                 "staff_users": self.staff_users.resolve(),
                 "audit_log": self.audit_log.resolve(),
-                "review_db": self.review_db.resolve(),
                 "staff_set": self.staff_set.resolve(),
             }
         )

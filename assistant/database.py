@@ -69,8 +69,14 @@ def _v2(db: Connection) -> None:
     ledgers.create(db, checkfirst=True)
 
 
+def _v3(db: Connection) -> None:
+    from .reviewlog import review  # the staff review queue: its own table and module
+
+    review.create(db, checkfirst=True)
+
+
 # Append only: a change to the schema is a new step, never an edit of an old one.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 # pg_advisory_lock keys: a fixed number per purpose, the same on every host.
 MIGRATION_LOCK = 0x61737369_00000001  # "assi" …

@@ -88,10 +88,13 @@ class ReviewingFeedback:
 
 
 def review_queue(settings: Settings) -> ReviewLog | None:
-    """The queue when ``ASSISTANT_REVIEW_LOG=on`` (purged now, and daily while the app runs); else None."""
+    """The queue when ``ASSISTANT_REVIEW_LOG=on``, in the app's database (purged now, and daily while the
+    app runs); else None."""
     if not settings.review_log:
         return None
-    queue = ReviewLog(settings.review_db, settings.review_retention_days, settings.max_question_chars)
+    from .database import database_url
+
+    queue = ReviewLog(database_url(settings), settings.review_retention_days, settings.max_question_chars)
     queue.purge_daily()
     return queue
 

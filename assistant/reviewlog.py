@@ -5,13 +5,15 @@ threshold or to a sentence of another passage, and replies rated 👎: the quest
 numbers and long digit runs removed, capped at the maximum question length), the status, the
 candidate passages with their scores, the index version and the time. Never an IP address or a
 session id. Entries older than the retention are deleted at start and once a day after.
+
+Its own table, ``review``, in the app's database (assistant/database.py: the SQLite file, or the
+PostgreSQL server of ``ASSISTANT_DATABASE_URL``), created by that module's schema migrations.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -19,20 +21,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, Text, insert, inspect, select, update
+
 from .answer import ANSWERED, NOT_COVERED, Reply
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS review (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    created_at TEXT NOT NULL,
-    question TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    status TEXT NOT NULL,
-    candidates TEXT NOT NULL,
-    index_version INTEGER,
-    resolution TEXT NOT NULL DEFAULT ''
+review = Table(
+    "review",
+    MetaData(),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", Text, nullable=False),  # ISO 8601, UTC: sorts as text
+    Column("question", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("candidates", Text, nullable=False),  # JSON: [{section, article, text, score}]
+    Column("index_version", Integer),
+    Column("resolution", Text, nullable=False, server_default=""),  # what staff did; "" while open
 )
-"""
 NOT_COVERED_REASON = "not covered"
 NEAR_THRESHOLD = "close to the threshold"
 NEAR_SECOND = "close to a second passage"
@@ -101,39 +105,37 @@ def candidates_of(reply: Reply) -> list[dict]:
 
 
 class ReviewLog:
-    """The queue, in its own SQLite table. Thread-safe; every write may purge (at most once a day)."""
+    """The queue. Thread-safe; every write may purge (at most once a day)."""
 
     def __init__(
         self,
-        path: Path,
+        where: Path | str | Engine,
         retention_days: int = 30,
         max_question_chars: int = 2000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.path = path
+        from .database import open_database  # the schema, ``review`` included, brought up to date
+
+        if isinstance(where, Engine):
+            self.engine = where
+        else:
+            self.engine = open_database(where if isinstance(where, str) else f"sqlite:///{where}")
         self.retention_days = retention_days
         self.max_question_chars = max_question_chars
         self.clock = clock
         self.monotonic = monotonic
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(SCHEMA)
         self._purged = -DAY
         self.purge_if_due()
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
 
     def purge(self) -> int:
         """Delete entries older than the retention; returns how many went."""
         if self.retention_days <= 0:
             return 0
         cutoff = (self.clock() - timedelta(days=self.retention_days)).isoformat(timespec="seconds")
-        with self._lock, self._connect() as db:
-            return db.execute("DELETE FROM review WHERE created_at < ?", (cutoff,)).rowcount
+        with self._lock, self.engine.begin() as db:
+            return db.execute(review.delete().where(review.c.created_at < cutoff)).rowcount
 
     def purge_if_due(self) -> int:
         now = self.monotonic()
@@ -156,19 +158,16 @@ class ReviewLog:
 
     def add(self, question: str, reason: str, status: str, candidates: list[dict], index_version: int | None) -> None:
         self.purge_if_due()
-        row = (
-            self.clock().isoformat(timespec="seconds"),
-            scrub(question, self.max_question_chars),
-            reason,
-            status,
-            json.dumps(candidates[:MAX_CANDIDATES], ensure_ascii=False),
-            index_version,
-        )
-        with self._lock, self._connect() as db:
-            db.execute(
-                "INSERT INTO review (created_at, question, reason, status, candidates, index_version) VALUES (?, ?, ?, ?, ?, ?)",
-                row,
-            )
+        row = {
+            "created_at": self.clock().isoformat(timespec="seconds"),
+            "question": scrub(question, self.max_question_chars),
+            "reason": reason,
+            "status": status,
+            "candidates": json.dumps(candidates[:MAX_CANDIDATES], ensure_ascii=False),
+            "index_version": index_version,
+        }
+        with self._lock, self.engine.begin() as db:
+            db.execute(insert(review).values(**row))
 
     def consider(self, reply: Reply, answer: float, near: float) -> str | None:
         """Keep ``reply`` if it belongs in the queue; returns the reason."""
@@ -202,18 +201,14 @@ class ReviewLog:
     def open_entries(self, limit: int = 2000) -> list[Entry]:
         """Entries nobody has acted on yet, newest first."""
         self.purge_if_due()
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT id, created_at, question, reason, status, candidates, index_version, resolution FROM review"
-                " WHERE resolution = '' ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+        query = select(review).where(review.c.resolution == "").order_by(review.c.id.desc()).limit(limit)
+        with self.engine.connect() as db:
+            rows = db.execute(query).mappings().all()
+        return [Entry(**{**row, "candidates": json.loads(row["candidates"])}) for row in rows]
 
     def resolve(self, ids: list[int], resolution: str) -> None:
-        with self._lock, self._connect() as db:
-            db.executemany("UPDATE review SET resolution = ? WHERE id = ?", [(resolution, i) for i in ids])
+        with self._lock, self.engine.begin() as db:
+            db.execute(update(review).where(review.c.id.in_(ids)).values(resolution=resolution))
 
     def columns(self) -> list[str]:
-        with self._connect() as db:
-            return [row[1] for row in db.execute("PRAGMA table_info(review)")]
+        return [column["name"] for column in inspect(self.engine).get_columns("review")]

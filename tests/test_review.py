@@ -29,6 +29,15 @@ from assistant.staff import DENIED, StaffHandlers
 
 REFUSED = "is the equipment clean?"  # the article answers it (strict hygiene protocols), in other words
 INFECTION = "Risks and Considerations of Dry Needling > Infection Risk"
+GATE = """cases:
+  - name: what-is-dry-needling
+    question: What is dry needling?
+    expect: answered
+    section: What is Dry Needling?
+  - name: cost-is-not-covered
+    question: How much does dry needling cost?
+    expect: not_covered
+"""
 PASSWORD = "review test password"
 
 
@@ -181,7 +190,7 @@ def review(corpus_copy, tmp_path, embedder):
     index = tmp_path / "index"
     build_index(corpus_copy, index, embedder)
     staff_set = tmp_path / "staff-set.yaml"
-    shutil.copy(ROOT / "tests" / "data" / "staff-set.yaml", staff_set)
+    staff_set.write_text(GATE)  # a small gate of its own: what publishing checks is not what these tests test
     settings = make_settings(
         corpus_copy, index, staff_password=PASSWORD, audit_log=tmp_path / "audit.log", staff_set=staff_set
     )
@@ -267,9 +276,34 @@ def test_a_failing_gate_publishes_nothing(review):
 def test_patients_are_told_only_when_the_queue_is_on(assistant, tmp_path):
     from assistant.ui import build_app
 
-    on = assistant.settings.model_copy(update={"review_log": True, "review_db": tmp_path / "review.sqlite3"})
+    on = assistant.settings.model_copy(update={"review_log": True, "feedback_db": tmp_path / "app.sqlite3"})
     chat, _ = with_review(assistant, None, on)
     assert isinstance(chat, ReviewingAssistant)
     assert "review-notice" in str(build_app(chat, on, None).config)
     off, _ = with_review(assistant, None, assistant.settings)
     assert off is assistant and "review-notice" not in str(build_app(off, assistant.settings, None).config)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    return request.getfixturevalue("postgres")()
+
+
+def test_the_queue_keeps_resolves_and_expires_alike_on_both_databases(database):
+    clock = Clock(datetime(2026, 1, 1, tzinfo=UTC))
+    queue = ReviewLog(database, retention_days=30, clock=clock, monotonic=clock.monotonic)
+    assert "session" not in " ".join(queue.columns()) and "address" not in " ".join(queue.columns())
+    queue.add(
+        "call me on 0161 496 0000?", NOT_COVERED_REASON, "not_covered", [{"section": "S", "score": 0.5, "text": "t"}], 4
+    )
+    clock.now += timedelta(days=40)
+    queue.add("is the equipment clean?", NOT_COVERED_REASON, "not_covered", [], 4)
+    queue.add("does it hurt?", NEAR_THRESHOLD, "answered", [], 4)
+    (newest, middle, oldest) = queue.open_entries()
+    assert oldest.question == "call me on [phone]?" and oldest.candidates[0]["score"] == 0.5
+    queue.resolve([middle.id], "attached by alice")
+    assert [e.question for e in queue.open_entries()] == ["does it hurt?", "call me on [phone]?"]
+    assert queue.purge() == 1
+    assert [e.question for e in queue.open_entries()] == ["does it hurt?"]

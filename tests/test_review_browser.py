@@ -5,7 +5,6 @@ chat, is answered with that passage as its first quote. No restart."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
@@ -21,6 +20,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
 ARTIFACTS = ROOT / "test-artifacts" / "review-browser"
 QUESTION = "is the equipment clean?"  # Infection Risk answers it ("strict hygiene protocols"), in other words
 SECTION = "Infection Risk"
+GATE = """cases:
+  - name: what-is-dry-needling
+    question: What is dry needling?
+    expect: answered
+    section: What is Dry Needling?
+  - name: cost-is-not-covered
+    question: How much does dry needling cost?
+    expect: not_covered
+"""
 PASSWORD = "review browser password"
 WAIT_MS = 60_000
 
@@ -37,13 +45,13 @@ def served(corpus_copy, tmp_path, embedder):
     index = tmp_path / "index"
     build_index(corpus_copy, index, embedder)
     staff_set = tmp_path / "staff-set.yaml"
-    shutil.copy(ROOT / "tests" / "data" / "staff-set.yaml", staff_set)
+    staff_set.write_text(GATE)  # a small gate of its own: what publishing checks is not what these tests test
     settings = make_settings(
         corpus_copy,
         index,
         staff_password=PASSWORD,
         review_log=True,
-        review_db=tmp_path / "review.sqlite3",
+        feedback_db=tmp_path / "app.sqlite3",
         audit_log=tmp_path / "audit.log",
         staff_set=staff_set,
     )
