@@ -90,6 +90,10 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         )
     finally:
         store.close()
+    if report.published:
+        from .audit import record
+
+        record(settings.audit_log, getpass.getuser(), action="publish", version=report.version, gate=args.gate or "")
     _print(report.summary())
     return 1 if report.refused else 0
 

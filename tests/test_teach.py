@@ -155,6 +155,17 @@ def test_teach_command_attaches_and_records_who_and_when(corpus_copy, tmp_path):
     assert REFUSED in (corpus_copy / PHRASINGS).read_text()
     (entry,) = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
     assert entry["who"] == "alice" and entry["action"] == "attach" and entry["section"] == INFECTION and entry["at"]
+    published = subprocess.run(
+        [sys.executable, "ingest.py", "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "ASSISTANT_CORPUS_DIR": str(corpus_copy), "ASSISTANT_INDEX_DIR": str(tmp_path / "index"),
+             "ASSISTANT_AUDIT_LOG": str(tmp_path / "audit.log")},
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    last = json.loads((tmp_path / "audit.log").read_text().splitlines()[-1])
+    assert last["action"] == "publish" and last["version"] == 1 and last["who"]
+    asked = run(["ask", "--json", REFUSED], corpus_copy, tmp_path)
+    first = json.loads(asked.stdout)["quotes"][0]
+    assert first["section"] == INFECTION
 
 
 def test_teach_command_error_is_one_line_and_changes_nothing(corpus_copy, tmp_path):
