@@ -183,13 +183,12 @@ def test_api_and_chat_share_one_answer_budget_and_a_full_queue_is_429(assistant,
 
 
 # Strategies driven directly: schemathesis's lazy pytest fixture reads a pytest attribute that pytest 9 removed.
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_api_conforms_to_its_schema(served, mode):
-    """Generated requests, valid and not: no server error, and every response matches the served schema."""
-    schema = schemathesis.openapi.from_url(served.rstrip("/") + OPENAPI_PATH)
+def schemathesis_run(url: str, mode: GenerationMode) -> list[int]:
+    """Generated requests against the schema served at ``url``; every response checked. Returns the statuses."""
+    schema = schemathesis.openapi.from_url(url.rstrip("/") + OPENAPI_PATH)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {(op.method.upper(), op.path) for op in operations} == {("POST", "/api/v1/ask"), ("GET", "/api/v1/health")}
-    calls = []
+    calls: list[int] = []
 
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and operation.method.upper() == "GET":
@@ -202,4 +201,19 @@ def test_api_conforms_to_its_schema(served, mode):
             calls.append(response.status_code)
 
         conforms()
+    return calls
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_api_conforms_to_its_schema(served, mode):
+    """Generated requests, valid and not: no server error, and every response matches the served schema."""
+    calls = schemathesis_run(served, mode)
     assert calls and all(status < 500 for status in calls)
+
+
+def test_api_with_keys_conforms_to_its_schema_and_refuses_without_one(assistant, settings):
+    """With ASSISTANT_API_KEYS the schema declares the keys, and schemathesis's own auth checks hold."""
+    keyed = settings.model_copy(update={"api_keys": "the-only-key"})
+    with running(served_app(assistant, keyed, None), "127.0.0.1", free_port()) as url:
+        calls = schemathesis_run(url, GenerationMode.POSITIVE)
+    assert 401 in calls and all(status < 500 for status in calls)
