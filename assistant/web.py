@@ -217,8 +217,9 @@ def served_app(assistant: Assistant, settings: Settings, feedback: FeedbackStore
 
     budget = AnswerBudget(settings.concurrency_limit)
     blocks = build_app(assistant, settings, feedback, budget)
-    app = web_app(blocks, settings, json_api(assistant, settings, budget, gradio_queue_length(blocks)))
-    app.state.answer_budget = budget
+    queued = gradio_queue_length(blocks)
+    app = web_app(blocks, settings, json_api(assistant, settings, budget, queued))
+    app.state.answer_budget, app.state.chat_queue_length = budget, queued
     return app
 
 

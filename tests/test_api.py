@@ -182,6 +182,32 @@ def test_api_and_chat_share_one_answer_budget_and_a_full_queue_is_429(assistant,
     assert gated.most == 1
 
 
+def test_chat_requests_waiting_in_gradios_queue_fill_the_apis_queue_too(assistant, settings):
+    gated = Gated(assistant)
+    tight = settings.model_copy(update={"concurrency_limit": 1, "queue_max_size": 1})
+    app = served_app(gated, tight, None)
+    chats: list[object] = []
+    with running(app, "127.0.0.1", free_port()) as url, httpx.Client(base_url=url, timeout=60) as http:
+
+        def by_chat() -> None:
+            chats.append(
+                Client(url, verbose=False).predict("What are the side effects of dry needling?", api_name="/ask")
+            )
+
+        threads = [threading.Thread(target=by_chat) for _ in range(2)]
+        threads[0].start()
+        wait_until(lambda: gated.inside == 1, "the first chat request is answering")
+        threads[1].start()
+        wait_until(lambda: app.state.chat_queue_length() == 1, "the second waits in Gradio's queue")
+        assert app.state.answer_budget.waiting == 0  # nothing waits for the budget itself
+        busy = http.post("/api/v1/ask", json={"question": "Is it safe?"})
+        assert busy.status_code == 429 and "retry-after" in busy.headers
+        gated.gate.set()
+        for thread in threads:
+            thread.join(60)
+    assert [reply["status"] for reply in chats] == ["answered", "answered"]
+
+
 # Strategies driven directly: schemathesis's lazy pytest fixture reads a pytest attribute that pytest 9 removed.
 def schemathesis_run(url: str, mode: GenerationMode) -> list[int]:
     """Generated requests against the schema served at ``url``; every response checked. Returns the statuses."""
