@@ -234,6 +234,8 @@ class Teacher:
         words = own.rstrip(".!?").split()
         for length in range(min(KEY_WORDS, len(words)), len(words) + 1):
             phrase = " ".join(words[:length])
+            if words[length - 1].casefold() in _DANGLING and length < len(words):
+                continue  # "… dry for a" reads better as "… dry for a day"
             if sum(phrase in s for s in every) == 1:
                 return phrase
         raise TeachRefused(f"the sentence {own!r} appears more than once in {article.source}; no key can single it out")
@@ -280,6 +282,9 @@ class Teacher:
         kept = self.embedder.encode_kept(texts)
         similarity = np.stack([kept[t] for t in texts]) @ self.embedder.encode_one(question)
         return owners[int(np.argmax(similarity))]
+
+
+_DANGLING = frozenset("a an the of to and or for in on at by with is are".split())
 
 
 def _folded(text: str) -> str:

@@ -28,6 +28,9 @@ def _isolated_settings(monkeypatch, tmp_path):
         if name.startswith("ASSISTANT_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("ASSISTANT_FEEDBACK_DB", str(tmp_path / "feedback.sqlite3"))
+    # Staff accounts and the audit log of a developer's checkout never reach a test (nor the reverse).
+    monkeypatch.setenv("ASSISTANT_STAFF_USERS", str(tmp_path / "staff-users.json"))
+    monkeypatch.setenv("ASSISTANT_AUDIT_LOG", str(tmp_path / "audit.log"))
 
 
 @pytest.fixture(scope="session")

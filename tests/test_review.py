@@ -27,7 +27,7 @@ from assistant.reviewlog import (
 )
 from assistant.staff import DENIED, StaffHandlers
 
-REFUSED = "is the equipment clean?"  # the article answers it (strict hygiene protocols), in other words
+REFUSED = "is the kit kept spotless?"  # the article answers it (Infection Risk: hygiene), in words ranking cannot match
 INFECTION = "Risks and Considerations of Dry Needling > Infection Risk"
 GATE = """cases:
   - name: what-is-dry-needling
@@ -205,7 +205,7 @@ def test_attach_then_publish_answers_the_question_in_the_running_assistant(revie
     assert chat.ask(REFUSED).status == "not_covered"
     assert handlers.show("wrong")[0] == DENIED
     listing, groups, passages = handlers.show(PASSWORD, "alice")
-    assert REFUSED in listing and groups["choices"][0].startswith("1. is the equipment clean?")
+    assert REFUSED in listing and groups["choices"][0].startswith(f"1. {REFUSED}")
     infection = next(p for p in passages["choices"] if p.startswith(INFECTION))
     done = handlers.attach(PASSWORD, groups["value"], infection, "alice")
     assert (

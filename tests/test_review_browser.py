@@ -18,7 +18,7 @@ from assistant.ui import build_app
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts" / "review-browser"
-QUESTION = "is the equipment clean?"  # Infection Risk answers it ("strict hygiene protocols"), in other words
+QUESTION = "is the kit kept spotless?"  # Infection Risk answers it (hygiene), in words the ranking cannot match
 SECTION = "Infection Risk"
 GATE = """cases:
   - name: what-is-dry-needling
@@ -119,7 +119,7 @@ def test_staff_teach_a_refused_question_and_the_running_chat_answers_it(served):
 
             page.get_by_role("tab", name="Ask", exact=True).click()
             answered = ask(page, QUESTION)
-            expect(answered).to_contain_text("strict hygiene protocols")
+            expect(answered).to_contain_text("risk of infection")
             expect(answered).not_to_contain_text("doesn't cover")
             page.screenshot(path=str(ARTIFACTS / "answered.png"), full_page=True)
         finally:

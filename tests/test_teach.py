@@ -17,8 +17,9 @@ from assistant.teach import Teacher
 
 PHRASINGS = Path("phrasings/dry-needling-for-back-pain.yaml")
 NOT_COVERED = Path("safety/not-covered.yaml")
-# The article answers it (Infection Risk: "strict hygiene protocols"), in other words: refused today.
-REFUSED = "is the equipment clean?"
+# The article answers it (Infection Risk: hygiene), in words the ranking cannot match: refused
+# (best sentence 0.34 when written, the threshold 0.60).
+REFUSED = "is the kit kept spotless?"
 INFECTION = "Risks and Considerations of Dry Needling > Infection Risk"
 
 
@@ -55,7 +56,7 @@ def test_attached_question_is_answered_from_that_section_after_ingest(
     build_index(corpus_copy, tmp_path / "index", embedder)
     after = make_assistant(make_settings(corpus_copy, tmp_path / "index"), embedder).ask(REFUSED)
     assert after.status == "answered"
-    assert after.quotes[0].section == INFECTION and "strict hygiene protocols" in after.quotes[0].text
+    assert after.quotes[0].section == INFECTION and "risk of infection" in after.quotes[0].text
 
 
 def test_not_covered_question_is_refused_after_ingest_and_names_who_to_ask(
@@ -151,7 +152,7 @@ def run(args, corpus_dir, tmp_path):
 def test_teach_command_attaches_and_records_who_and_when(corpus_copy, tmp_path):
     done = run(["teach", REFUSED, "--section", "Infection Risk", "--by", "alice"], corpus_copy, tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "Attached 'is the equipment clean?'" in done.stdout and "python ingest.py" in done.stdout
+    assert f"Attached {REFUSED!r}" in done.stdout and "python ingest.py" in done.stdout
     assert REFUSED in (corpus_copy / PHRASINGS).read_text()
     (entry,) = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
     assert entry["who"] == "alice" and entry["action"] == "attach" and entry["section"] == INFECTION and entry["at"]
@@ -177,3 +178,21 @@ def test_teach_command_error_is_one_line_and_changes_nothing(corpus_copy, tmp_pa
     both = run(["teach", "does it help?", "--section", "Pain Reduction", "--not-covered"], corpus_copy, tmp_path)
     assert both.returncode == 2 and "either --section" in both.stderr
     assert snapshot(corpus_copy) == before and not (tmp_path / "audit.log").exists()
+
+
+def test_a_section_in_two_articles_needs_the_article_named(teacher, corpus_copy):
+    (corpus_copy / "wound-care.md").write_text(
+        "---\ntitle: Wound care\n---\n# Wound care\n\n## Infection Risk\n\n"
+        "Keep the skin clean and dry for a day after any procedure that breaks it.\n"
+    )
+    with pytest.raises(TeachRefused, match="is in more than one article"):
+        teacher.attach(REFUSED, "Infection Risk")
+    taught = teacher.attach("how do I look after the skin afterwards?", "Infection Risk", article="Wound care")
+    assert taught.path == corpus_copy / "phrasings" / "wound-care.yaml"
+    from assistant.corpus import check_phrasings, load_corpus
+
+    article = next(a for a in load_corpus(corpus_copy) if a.source == "wound-care.md")
+    assert article.phrasings == (
+        ("Keep the skin clean and dry for a day", ("how do I look after the skin afterwards?",)),
+    )
+    assert check_phrasings(article, corpus_copy / article.source) == []
