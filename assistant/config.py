@@ -31,13 +31,16 @@ class Settings(BaseSettings):
 
     chunk_size: int = 1000
     chunk_overlap: int = 0
-    # Ranking (assistant/ranking.py), tuned on tests/data/patient-dev.yaml only:
+    # Ranking (assistant/ranking.py), tuned on tests/data/patient-dev*.yaml only:
     # the score a sentence needs before it is quoted;
     answer_similarity: float = 0.60
     # below that but at least this: "not covered", with questions the article does answer;
     suggest_similarity: float = 0.45
     # how far the best sentence must sit above the nearest question known not to be answered;
     not_covered_margin: float = 0.05
+    # or: a best sentence of at least ``lead_similarity`` that leads that question by ``lead_margin``;
+    lead_similarity: float = 0.55
+    lead_margin: float = 0.15
     # further quotes score within this of the first;
     quote_window: float = 0.0
     # subtracted from a sentence's similarity to the question itself (a question and its answer

@@ -37,11 +37,15 @@ class Thresholds:
     answer: float  # the best sentence's score needed to answer at all
     suggest: float  # below ``answer`` but at least this: "not covered", with suggestions
     margin: float  # how far the best must sit above the nearest not-covered example
+    # A best sentence below ``answer`` but at least ``lead`` still answers when it leads the nearest
+    # not-covered example by ``lead_margin``: clearly the article's answer, if said in other words.
     window: float  # further quotes score within this of the best
     own_offset: float  # subtracted from a sentence's similarity to the question itself
     unphrased_offset: float = -0.1  # the same for a sentence of an article that has no phrasings
     max_quotes: int = 3
     max_suggestions: int = 3
+    lead: float = 1.0
+    lead_margin: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -160,10 +164,13 @@ def decide(candidates: Sequence[Candidate], not_covered_similarity: float, limit
     if not ranked:
         return Ranking(ranked, not_covered_similarity, reason="nothing retrieved")
     best = ranked[0].score
-    if best >= limits.answer and best - not_covered_similarity >= limits.margin:
+    clear = best >= limits.answer and best - not_covered_similarity >= limits.margin
+    leading = best >= limits.lead and best - not_covered_similarity >= limits.lead_margin
+    if clear or leading:
         quotes = [ranked[0]]
+        floor = limits.answer if clear else limits.lead
         for candidate in ranked[1:]:
-            if len(quotes) >= limits.max_quotes or candidate.score < max(limits.answer, best - limits.window):
+            if len(quotes) >= limits.max_quotes or candidate.score < max(floor, best - limits.window):
                 break
             if candidate.sentence.text not in {q.sentence.text for q in quotes}:
                 quotes.append(candidate)

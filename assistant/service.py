@@ -96,6 +96,8 @@ class Assistant:
             answer=s.answer_similarity,
             suggest=s.suggest_similarity,
             margin=s.not_covered_margin,
+            lead=s.lead_similarity,
+            lead_margin=s.lead_margin,
             window=s.quote_window,
             own_offset=s.own_offset,
             unphrased_offset=s.unphrased_offset,
@@ -173,12 +175,14 @@ class Assistant:
         focused = ranking.focus(mend(question), topics)
         asked = ranking.focus(mend(ranking.last_question(question)), topics)  # the question a long story ends on
         focused_context = ranking.focus(mend(context), topics) if context else None
+        # A follow-up is also read together with what came before, as one message would be.
+        told = ranking.focus(mend(tail(f"{context} {question}", EMBEDDED_CHARS)), topics) if context else None
         triage_clauses = [] if too_long else clauses_to_embed(text, rules)
         # Long messages are refused, but still triaged (by pattern) so a red flag is never missed.
         vectors = {} if too_long else self._encode_unique(
             [question, focused, asked, *triage_clauses, *[c for c in (context, focused_context) if c]]
         )
-        found = triage(text, rules, (lambda cs: np.stack([vectors[c] for c in cs])) if vectors else None)
+        found = triage(text, rules, (lambda cs: np.stack([vectors[c] for c in cs])) if vectors else None, question)
         alert = compose.alert_text(found.flags())
         details: dict[str, object] = {
             "triage": [{"flag": f.flag.id, "tier": f.flag.tier, "clause": f.clause, "how": f.how} for f in found.findings],
@@ -216,6 +220,9 @@ class Assistant:
         self._safety = manifest.safety_for()
         topic = not_covered_topic(text, rules)
         ranked = self._rank(hits, query, focused_query, snapshot)
+        if told and not ranked.quotes:  # a follow-up that says little on its own: read it with what came before
+            told_vector = self._encode_unique([told])[told]
+            ranked = self._rank(hits, query, np.vstack([focused_query, told_vector]), snapshot)
         details.update(
             hits=[{"section": h.section, "article": h.article, "score": round(h.score, 4), "chunk_id": h.chunk_id} for h in hits],
             topic=topic.id if topic else None,

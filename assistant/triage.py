@@ -24,6 +24,8 @@ TIERS = ("crisis", "emergency", "urgent")
 _CLAUSE_BREAK = re.compile(r"[.!?;:\n\u3002\uff01\uff1f]+|,|\bbut\b|\bhowever\b|\balthough\b|\bthough\b|\bexcept\b")
 _SPACES = re.compile(r"\s+")
 MIN_CLAUSE_WORDS = 3
+# A message that denies, doubts or supposes anything is read clause by clause only.
+_HEDGED = re.compile(r"\b(no|not|never|without|none|nor|if|in case)\b|n't\b")
 # At most this many clauses of one message are compared by meaning (the first and last halves):
 # a message of a hundred clauses must not cost a hundred embeddings. Patterns still scan every clause.
 MAX_EMBEDDED_CLAUSES = 10
@@ -233,9 +235,16 @@ def comparable(clause: str, rules: SafetyRules) -> bool:
 
 
 def triage(
-    text: str, rules: SafetyRules, clause_vectors: Callable[[list[str]], np.ndarray] | None = None
+    text: str,
+    rules: SafetyRules,
+    clause_vectors: Callable[[list[str]], np.ndarray] | None = None,
+    whole: str | None = None,
 ) -> Triage:
-    """Find red flags in ``text``. ``clause_vectors`` embeds clauses; without it only patterns run."""
+    """Find red flags in ``text``. ``clause_vectors`` embeds clauses; without it only patterns run.
+
+    ``whole`` (the message, or the part of it that is embedded anyway) is compared by meaning as
+    well, when every clause of the message is affirmed: a symptom told across several clauses ("a
+    stabbing pain under my collarbone, breathing fast, since the needles") reads as one."""
     findings: list[Finding] = []
     found: set[str] = set()
     every = clauses(text)
@@ -246,6 +255,9 @@ def triage(
                 findings.append(Finding(flag, clause, "pattern"))
                 found.add(flag.id)
     candidates = bounded([c for c, _ in affirmed if comparable(c, rules)])
+    if whole and len(every) > 1 and all(comparable(c, rules) or len(c.split()) < MIN_CLAUSE_WORDS for c in every):
+        if not any(over for _, over in affirmed) and not _HEDGED.search(normalise(text)):
+            candidates.append(whole)
     if clause_vectors is not None and rules.example_vectors is not None and candidates:
         resolved = {c for c, over in affirmed if over}
         similarity = clause_vectors(candidates) @ rules.example_vectors.T

@@ -121,6 +121,13 @@ def test_a_close_but_unclear_question_gets_suggestions_not_quotes():
     assert ranking.quotes == () and ranking.suggestions == ("is it safe?", "does it hurt after?")
 
 
+def test_a_lower_best_answers_only_when_it_clearly_leads_every_known_unanswered_question():
+    limits = Thresholds(answer=0.6, suggest=0.45, margin=0.05, window=0.0, own_offset=0.1, lead=0.55, lead_margin=0.15)
+    assert [q.sentence.text for q in decide([candidate("best", 0.57, "q")], 0.40, limits).quotes] == ["best"]
+    assert decide([candidate("best", 0.57, "q")], 0.45, limits).quotes == ()  # leads by too little
+    assert decide([candidate("best", 0.53, "q")], 0.10, limits).quotes == ()  # too low, whatever the lead
+
+
 def test_a_far_question_gets_neither():
     assert decide([candidate("a", 0.3, "q")], 0.2, LIMITS).suggestions == ()
     assert decide([], 0.2, LIMITS).quotes == ()
