@@ -34,9 +34,10 @@ from .triage import (
 log = logging.getLogger("assistant")
 _REFERS_BACK = re.compile(r"\b(it|its|it's|this|that|these|those|they|them|there|the same|more|else)\b", re.I)
 FOLLOW_UP_WORDS = 8
-# At most this much of a message is embedded (about 128 tokens, the length the model was trained
-# on): its end, where a story's question is. Triage patterns still read all of it.
-EMBEDDED_CHARS = 600
+# At most this much of a message is embedded (about 90 tokens; patients' stories run to about
+# 300 characters): its end, where a story's question is. Triage patterns still read all of it.
+EMBEDDED_CHARS = 400
+STORY_CHARS = 300
 CHUNK_CACHE = 5_000  # chunks whose sentences and phrasings are kept ready
 CONTEXT_WEIGHT = 0.5
 
@@ -179,9 +180,13 @@ class Assistant:
         told = ranking.focus(mend(tail(f"{context} {question}", EMBEDDED_CHARS)), topics) if context else None
         triage_clauses = [] if too_long else clauses_to_embed(text, rules)
         # Long messages are refused, but still triaged (by pattern) so a red flag is never missed.
+        # A long message reads the same with its topic said as "it": one long text embedded, not two.
+        story = len(question) > STORY_CHARS
         vectors = {} if too_long else self._encode_unique(
-            [question, focused, asked, *triage_clauses, *[c for c in (context, focused_context) if c]]
+            [focused if story else question, focused, asked, *triage_clauses, *[c for c in (context, focused_context) if c]]
         )
+        if story and vectors:
+            vectors[question] = vectors[focused]
         found = triage(text, rules, (lambda cs: np.stack([vectors[c] for c in cs])) if vectors else None, question)
         alert = compose.alert_text(found.flags())
         details: dict[str, object] = {

@@ -28,7 +28,7 @@ MIN_CLAUSE_WORDS = 3
 _HEDGED = re.compile(r"\b(no|not|never|without|none|nor|if|in case)\b|n't\b")
 # At most this many clauses of one message are compared by meaning (the first and last halves):
 # a message of a hundred clauses must not cost a hundred embeddings. Patterns still scan every clause.
-MAX_EMBEDDED_CLAUSES = 10
+MAX_EMBEDDED_CLAUSES = 6
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,6 @@ class Finding:
 @dataclass(frozen=True)
 class Triage:
     findings: tuple[Finding, ...] = ()
-
-    @property
-    def urgent(self) -> bool:
-        return bool(self.findings)
 
     def flags(self) -> list[RedFlag]:
         """Distinct flags, most serious tier first."""

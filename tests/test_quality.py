@@ -1,6 +1,6 @@
 """What patients get, judged sentence by sentence on the patient sets (tests/data/README.md).
 
-The dev split is tuned on; the test split was written before tuning and never tuned on. Each
+The dev splits are tuned on; the test split was written before tuning and never tuned on. Each
 floor below is what the current ranking reaches, so a change that makes answers worse goes red;
 where a floor is below the issue's target, docs/quality.md says so.
 """
@@ -15,15 +15,15 @@ from assistant.patientset import load_patient_set, score_set
 from assistant.quality import abstention, ends_with_safety, read_questions
 
 DATA = ROOT / "tests" / "data"
-SETS = {name: load_patient_set(DATA / f"{name}.yaml") for name in ("patient-dev", "patient-test")}
-# measure: (dev floor, test floor)
+SETS = {name: load_patient_set(DATA / f"{name}.yaml") for name in ("patient-dev", "patient-dev-b", "patient-test")}
+# measure: floor on each set, in the order of SETS
 FLOORS = {
-    "first_quote": (0.85, 0.75),
-    "precision": (0.95, 0.85),
-    "refused": (0.90, 0.90),
-    "follow_ups": (0.90, 0.55),
-    "red_flags": (1.0, 0.65),
-    "safety": (1.0, 1.0),
+    "first_quote": (0.90, 0.68, 0.80),
+    "precision": (0.95, 0.80, 0.87),
+    "refused": (0.90, 0.83, 0.90),
+    "follow_ups": (0.90, 0.65, 0.75),
+    "red_flags": (1.0, 1.0, 0.70),
+    "safety": (1.0, 1.0, 1.0),
 }
 KQA = SHARED / "eval" / "kqa-patient-questions.jsonl"
 
@@ -53,11 +53,12 @@ def test_the_sets_are_as_large_and_varied_as_promised():
 
 
 @pytest.mark.parametrize("measure", FLOORS)
-@pytest.mark.parametrize("split", [0, 1], ids=["dev", "test"])
+@pytest.mark.parametrize("split", range(len(SETS)), ids=list(SETS))
 def test_answers_do_not_fall_below_their_floor(scores, measure, split):
     name = list(SETS)[split]
     rate = scores[name].rate(measure)
-    assert rate >= FLOORS[measure][split], (name, measure, rate, scores[name].misses[:15] if split == 0 else "")
+    held_out = name == "patient-test"  # its misses are never read, so never shown
+    assert rate >= FLOORS[measure][split], (name, measure, rate, "" if held_out else scores[name].misses[:15])
 
 
 @pytest.mark.parametrize("name", SETS)
