@@ -104,15 +104,15 @@ def not_covered_body(title: str, topic: Topic | None, default_ask: str, suggesti
 
 
 def alert_text(flags: Sequence[RedFlag]) -> str:
-    lines = [f"**\u26a0\ufe0f {escape_markdown(flag.title)}: please act now.** {escape_markdown(flag.message)}" for flag in flags]
+    lines = [
+        f"**\u26a0\ufe0f {escape_markdown(flag.title)}: please act now.** {escape_markdown(flag.message)}"
+        for flag in flags
+    ]
     return "\n\n".join(lines)
 
 
 def safety_text(safety: dict[str, str]) -> str:
-    return (
-        f"**{SEEK_HELP}**\n\n{escape_markdown(safety[SEEK_HELP])}\n\n"
-        f"*{escape_markdown(safety[DISCLAIMER])}*"
-    )
+    return f"**{SEEK_HELP}**\n\n{escape_markdown(safety[SEEK_HELP])}\n\n*{escape_markdown(safety[DISCLAIMER])}*"
 
 
 SAFETY_RULE = "\n\n---\n\n"

@@ -169,7 +169,9 @@ def cmd_staff_user(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="assistant", description="Answers about dry needling for back pain, from vetted articles.")
+    top = argparse.ArgumentParser(
+        prog="assistant", description="Answers about dry needling for back pain, from vetted articles."
+    )
     sub = top.add_subparsers(dest="command", required=True)
     ask = sub.add_parser("ask", help="answer a question ('-' reads one question per line from stdin)")
     ask.add_argument("question")
@@ -189,8 +191,12 @@ def parser() -> argparse.ArgumentParser:
     ab.add_argument("file")
     ab.add_argument("--out", help="write the Markdown report here (e.g. docs/quality.md)")
     ab.set_defaults(run=cmd_eval_abstention)
-    qu = sub.add_parser("quality", help="score the dev and test patient sets and K-QA; exit 1 if the test split misses a target")
-    qu.add_argument("--set", action="append", help=f"a patient set (YAML); default: {', '.join(map(str, DEFAULT_SETS))}")
+    qu = sub.add_parser(
+        "quality", help="score the dev and test patient sets and K-QA; exit 1 if the test split misses a target"
+    )
+    qu.add_argument(
+        "--set", action="append", help=f"a patient set (YAML); default: {', '.join(map(str, DEFAULT_SETS))}"
+    )
     qu.add_argument("--kqa", help=f"real patient questions (JSON lines); default: {DEFAULT_KQA} when present")
     qu.add_argument("--out", help="also write the Markdown report here (e.g. docs/quality.md)")
     qu.set_defaults(run=cmd_quality)
@@ -202,7 +208,9 @@ def parser() -> argparse.ArgumentParser:
     te.add_argument("--ask", help="who to ask instead (with --not-covered)")
     te.add_argument("--by", help="who is teaching, for the audit log (default: your login name)")
     te.set_defaults(run=cmd_teach)
-    su = sub.add_parser("staff-user", help="named staff accounts: add NAME (password from a prompt or stdin), remove NAME, list")
+    su = sub.add_parser(
+        "staff-user", help="named staff accounts: add NAME (password from a prompt or stdin), remove NAME, list"
+    )
     su.add_argument("action", choices=("add", "remove", "list"))
     su.add_argument("name", nargs="?")
     su.add_argument("--replace", action="store_true", help="set a new password for an existing name")

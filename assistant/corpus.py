@@ -111,8 +111,14 @@ def read_phrasings(path: Path, article: str) -> tuple[tuple[str, tuple[str, ...]
         key = entry.get("key") if isinstance(entry, dict) else None
         questions = entry.get("questions") if isinstance(entry, dict) else None
         if not isinstance(key, str) or not key.strip():
-            raise CorpusError(f"{path}: entry {number}: 'key' must be a phrase copied from one of {article}'s sentences")
-        if not isinstance(questions, list) or not questions or not all(isinstance(q, str) and q.strip() for q in questions):
+            raise CorpusError(
+                f"{path}: entry {number}: 'key' must be a phrase copied from one of {article}'s sentences"
+            )
+        if (
+            not isinstance(questions, list)
+            or not questions
+            or not all(isinstance(q, str) and q.strip() for q in questions)
+        ):
             raise CorpusError(f"{path}: entry {number} ({key!r}): 'questions' must be a non-empty list of questions")
         pairs.append((key, tuple(q.strip() for q in questions)))
     return tuple(pairs)
@@ -139,8 +145,7 @@ def _decode(path: Path, raw: bytes) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise CorpusError(
-            f"{path} line {line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); "
-            "save the file as UTF-8 and run ingest again"
+            f"{path} line {line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8 and run ingest again"
         ) from None
 
 
@@ -185,16 +190,12 @@ def split_sections(body: str, first_line: int = 1) -> list[Section]:
 def parse_article(path: Path, corpus_dir: Path, raw: bytes | None = None) -> Article:
     raw = path.read_bytes() if raw is None else raw
     if len(raw) > MAX_ARTICLE_BYTES:
-        raise CorpusError(
-            f"{path}: {len(raw):,} bytes is over the {MAX_ARTICLE_BYTES:,}-byte limit; split the article"
-        )
+        raise CorpusError(f"{path}: {len(raw):,} bytes is over the {MAX_ARTICLE_BYTES:,}-byte limit; split the article")
     text = _decode(path, raw).replace("\r\n", "\n").replace("\r", "\n")
     meta, body, first_line = _front_matter(path, text)
     sections = split_sections(body, first_line)
     if not sections:
-        raise CorpusError(
-            f"{path}: no Markdown headings; give the article a '# Title' and '## Section' headings"
-        )
+        raise CorpusError(f"{path}: no Markdown headings; give the article a '# Title' and '## Section' headings")
     title = str(meta.get("title") or next((s.title for s in sections if s.level == 1), sections[0].title))
     source = path.relative_to(corpus_dir).as_posix()
     return Article(

@@ -60,7 +60,8 @@ class Ledger:
                 "built_at": self.built_at,
                 "fingerprint": self.fingerprint,
                 "files": {
-                    source: {"sha": e.sha, "info": asdict(e.info), "chunks": e.chunks} for source, e in self.files.items()
+                    source: {"sha": e.sha, "info": asdict(e.info), "chunks": e.chunks}
+                    for source, e in self.files.items()
                 },
                 "term_counts": self.term_counts,
             },

@@ -133,7 +133,11 @@ def load_patient_set(path: Path) -> PatientSet:
         lists[key] = tuple(items)
     flags = []
     for number, entry in enumerate(data.get("red_flags") or [], start=1):
-        if not isinstance(entry, dict) or not isinstance(entry.get("message"), str) or not isinstance(entry.get("flag"), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("message"), str)
+            or not isinstance(entry.get("flag"), str)
+        ):
             problems.append(f"{path}: red_flags {number}: needs 'message' and 'flag'")
             continue
         flags.append((entry["message"], entry["flag"]))
@@ -149,7 +153,9 @@ def check_key_phrases(patient_set: PatientSet, article_sentences: Sequence[str])
         for phrase in case.answers:
             matches = sum(phrase in sentence for sentence in article_sentences)
             if matches != 1:
-                problems.append(f"{patient_set.name}: {case.question!r}: key phrase {phrase!r} matches {matches} sentences")
+                problems.append(
+                    f"{patient_set.name}: {case.question!r}: key phrase {phrase!r} matches {matches} sentences"
+                )
     return problems
 
 
@@ -216,22 +222,43 @@ def table(columns: Sequence[tuple[str, Scores]]) -> list[str]:
     rows = [
         ("answerable questions answered", lambda s: f"{s.answered}/{s.answerable} ({pct(s, 'answered')})", ""),
         ("**first quote answers**", lambda s: f"{s.first_quote}/{s.answerable} ({pct(s, 'first_quote')})", "≥ 95%"),
-        ("**quote precision** (quoted sentences that answer)", lambda s: f"{s.answering_quotes}/{s.quotes} ({pct(s, 'precision')})", "≥ 0.90"),
-        ("follow-ups: first quote answers", lambda s: f"{s.follow_ups_right}/{s.follow_ups} ({pct(s, 'follow_ups')})", "≥ 90%"),
-        ("on-subject questions the article doesn't answer, refused", lambda s: f"{s.refused}/{s.not_covered} ({pct(s, 'refused')})", "≥ 90%"),
-        ("red flags escalated with the right flag", lambda s: f"{s.caught}/{s.red_flags} ({pct(s, 'red_flags')})", "all"),
+        (
+            "**quote precision** (quoted sentences that answer)",
+            lambda s: f"{s.answering_quotes}/{s.quotes} ({pct(s, 'precision')})",
+            "≥ 0.90",
+        ),
+        (
+            "follow-ups: first quote answers",
+            lambda s: f"{s.follow_ups_right}/{s.follow_ups} ({pct(s, 'follow_ups')})",
+            "≥ 90%",
+        ),
+        (
+            "on-subject questions the article doesn't answer, refused",
+            lambda s: f"{s.refused}/{s.not_covered} ({pct(s, 'refused')})",
+            "≥ 90%",
+        ),
+        (
+            "red flags escalated with the right flag",
+            lambda s: f"{s.caught}/{s.red_flags} ({pct(s, 'red_flags')})",
+            "all",
+        ),
         ("everyday back pain escalated (false alarms)", lambda s: f"{s.false_alarms}/{s.everyday}", "0"),
         ("replies ending with the safety text", lambda s: f"{s.with_safety}/{s.replies}", "all"),
     ]
     lines = ["| measure | " + " | ".join(name for name, _ in columns) + " | target (test split) |"]
     lines.append("| --- | " + " | ".join("---:" for _ in columns) + " | --- |")
-    lines += [f"| {label} | " + " | ".join(cell(s) for _, s in columns) + f" | {target} |" for label, cell, target in rows]
+    lines += [
+        f"| {label} | " + " | ".join(cell(s) for _, s in columns) + f" | {target} |" for label, cell, target in rows
+    ]
     return lines
 
 
 def voice_table(columns: Sequence[tuple[str, Scores]]) -> list[str]:
     voices = sorted({v for _, s in columns for v in s.by_voice})
-    lines = ["| voice | " + " | ".join(name for name, _ in columns) + " |", "| --- | " + " | ".join("---:" for _ in columns) + " |"]
+    lines = [
+        "| voice | " + " | ".join(name for name, _ in columns) + " |",
+        "| --- | " + " | ".join("---:" for _ in columns) + " |",
+    ]
     for voice in voices:
         cells = [f"{s.by_voice_right[voice]}/{s.by_voice[voice]}" if s.by_voice[voice] else "–" for _, s in columns]
         lines.append(f"| {voice} | " + " | ".join(cells) + " |")

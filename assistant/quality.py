@@ -135,7 +135,10 @@ def run_quality(
             "",
             "| status | count | share |",
             "| --- | ---: | ---: |",
-            *[f"| {s} | {kqa_result.counts[s]} | {kqa_result.counts[s] / max(kqa_result.total, 1):.1%} |" for s in STATUSES],
+            *[
+                f"| {s} | {kqa_result.counts[s]} | {kqa_result.counts[s] / max(kqa_result.total, 1):.1%} |"
+                for s in STATUSES
+            ],
             "",
             f"Target: answered ≤ {TARGET_ANSWERED:.0%}: **{'met' if share <= TARGET_ANSWERED else 'MISSED'}** ({share:.2%}).",
             "",

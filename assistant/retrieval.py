@@ -134,8 +134,8 @@ class IndexReader:
         self.store = store
         self.model_id = model_id
         # A local pointer is a file stat (microseconds); a server pointer is a request.
-        self.recheck_seconds = recheck_seconds if recheck_seconds is not None else (
-            1.0 if isinstance(store, ServerStore) else 0.0
+        self.recheck_seconds = (
+            recheck_seconds if recheck_seconds is not None else (1.0 if isinstance(store, ServerStore) else 0.0)
         )
         self._snapshot: Snapshot | None = None
         self._token: object = None

@@ -182,15 +182,27 @@ class Assistant:
         # Long messages are refused, but still triaged (by pattern) so a red flag is never missed.
         # A long message reads the same with its topic said as "it": one long text embedded, not two.
         story = len(question) > STORY_CHARS
-        vectors = {} if too_long else self._encode_unique(
-            [focused if story else question, focused, asked, *triage_clauses, *[c for c in (context, focused_context) if c]]
+        vectors = (
+            {}
+            if too_long
+            else self._encode_unique(
+                [
+                    focused if story else question,
+                    focused,
+                    asked,
+                    *triage_clauses,
+                    *[c for c in (context, focused_context) if c],
+                ]
+            )
         )
         if story and vectors:
             vectors[question] = vectors[focused]
         found = triage(text, rules, (lambda cs: np.stack([vectors[c] for c in cs])) if vectors else None, question)
         alert = compose.alert_text(found.flags())
         details: dict[str, object] = {
-            "triage": [{"flag": f.flag.id, "tier": f.flag.tier, "clause": f.clause, "how": f.how} for f in found.findings],
+            "triage": [
+                {"flag": f.flag.id, "tier": f.flag.tier, "clause": f.clause, "how": f.how} for f in found.findings
+            ],
             "retrieval_query": focused,
             "context": context,
         }
@@ -199,7 +211,10 @@ class Assistant:
                 f"Your message is {len(text):,} characters long; please keep it under "
                 f"{settings.max_question_chars:,} characters and ask one question at a time."
             )
-            return compose.finish(Reply(text, URGENT if alert else REJECTED, "", alert=alert, body=body, details=details), self.last_safety())
+            return compose.finish(
+                Reply(text, URGENT if alert else REJECTED, "", alert=alert, body=body, details=details),
+                self.last_safety(),
+            )
         query = with_context(vectors[question], vectors.get(context or ""))
         context_vector = vectors.get(focused_context or "")
         focused_query = np.stack(
@@ -220,7 +235,10 @@ class Assistant:
                 "right now. Please try again in a few minutes."
             )
             details["error"] = str(exc)
-            return compose.finish(Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=body, details=details), self.last_safety())
+            return compose.finish(
+                Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=body, details=details),
+                self.last_safety(),
+            )
         manifest = snapshot.manifest
         self._safety = manifest.safety_for()
         topic = not_covered_topic(text, rules)
@@ -229,7 +247,10 @@ class Assistant:
             told_vector = self._encode_unique([told])[told]
             ranked = self._rank(hits, query, np.vstack([focused_query, told_vector]), snapshot)
         details.update(
-            hits=[{"section": h.section, "article": h.article, "score": round(h.score, 4), "chunk_id": h.chunk_id} for h in hits],
+            hits=[
+                {"section": h.section, "article": h.article, "score": round(h.score, 4), "chunk_id": h.chunk_id}
+                for h in hits
+            ],
             topic=topic.id if topic else None,
             ranking=ranked.reason,
             not_covered_similarity=round(ranked.not_covered_similarity, 4),
@@ -327,7 +348,9 @@ class Assistant:
     def unavailable(self, question: object, error: BaseException) -> Reply:
         """The reply when something unexpected failed: calm, and still with the safety text."""
         text = question if isinstance(question, str) else ""
-        body = "Sorry, something went wrong on our side and I can't answer right now. Please try again in a few minutes."
+        body = (
+            "Sorry, something went wrong on our side and I can't answer right now. Please try again in a few minutes."
+        )
         reply = Reply(text, UNAVAILABLE, "", body=body, details={"error": f"{type(error).__name__}: {error}"})
         return compose.finish(reply, self.last_safety())
 

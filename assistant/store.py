@@ -70,9 +70,7 @@ class Manifest:
             manifest = cls(**data)
             manifest.safety_for()
         except (TypeError, KeyError) as exc:
-            raise IndexInvalid(
-                f"index manifest is incomplete ({exc}): run python ingest.py to rebuild it"
-            ) from None
+            raise IndexInvalid(f"index manifest is incomplete ({exc}): run python ingest.py to rebuild it") from None
         return manifest
 
 
@@ -93,9 +91,7 @@ def _collection(client: ClientAPI, name: str, create: bool = False) -> Collectio
 def copy_records(source: Collection, target: Collection) -> int:
     """Copy every record with its stored vector: nothing is re-embedded."""
     copied = 0
-    while page := source.get(
-        include=["embeddings", "documents", "metadatas"], limit=COPY_PAGE, offset=copied
-    ):
+    while page := source.get(include=["embeddings", "documents", "metadatas"], limit=COPY_PAGE, offset=copied):
         if not page["ids"]:
             break
         target.add(

@@ -227,7 +227,11 @@ def bounded(items: list[str], limit: int = MAX_EMBEDDED_CLAUSES) -> list[str]:
 
 
 def comparable(clause: str, rules: SafetyRules) -> bool:
-    return not is_negated(clause, rules) and len(clause.split()) >= MIN_CLAUSE_WORDS and not rules.reassuring.search(clause)
+    return (
+        not is_negated(clause, rules)
+        and len(clause.split()) >= MIN_CLAUSE_WORDS
+        and not rules.reassuring.search(clause)
+    )
 
 
 def triage(

@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         for message in messages.values():
             assistant.ask(message)  # warm caches the way a running app has them
-        stats = {name: Stats(tuple(timed(lambda m=m: assistant.ask(m)) for _ in range(args.runs))) for name, m in messages.items()}
+        stats = {
+            name: Stats(tuple(timed(lambda m=m: assistant.ask(m)) for _ in range(args.runs)))
+            for name, m in messages.items()
+        }
     base = stats["ordinary question"].p50
     worst = max(s.p50 for s in stats.values())
     lines = [

@@ -36,7 +36,9 @@ def test_quotes_are_verbatim_from_the_article(assistant):
         answered += bool(reply.quotes)
         for quote in reply.quotes:
             assert quote.text in body, quote
-        assert [f"\u201c{q.text}" for q in reply.quotes] == [f"\u201c{t.replace(chr(92), '')}" for t in quoted(reply.body)]
+        assert [f"\u201c{q.text}" for q in reply.quotes] == [
+            f"\u201c{t.replace(chr(92), '')}" for t in quoted(reply.body)
+        ]
     assert answered >= 30
 
 
@@ -142,7 +144,7 @@ def test_unexpected_failure_still_carries_the_safety_text(assistant):
 def test_html_and_markdown_in_the_corpus_are_shown_as_text():
     from assistant.answer import escape_markdown
 
-    shown = escape_markdown('<img src=x onerror=alert(1)> ![x](http://e/x.png) [a](http://e)')
+    shown = escape_markdown("<img src=x onerror=alert(1)> ![x](http://e/x.png) [a](http://e)")
     assert "<img" not in shown.replace("\\<img", "") and "![" not in shown.replace("!\\[", "")
 
 

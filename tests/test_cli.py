@@ -15,7 +15,9 @@ FIELDS = {"question", "status", "answer", "sources", "index_version", "quotes", 
 
 def run(args, index_dir, corpus_dir=CORPUS, stdin=None):
     env = {**os.environ, "ASSISTANT_INDEX_DIR": str(index_dir), "ASSISTANT_CORPUS_DIR": str(corpus_dir)}
-    return subprocess.run([sys.executable, *args], input=stdin, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, *args], input=stdin, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
+    )
 
 
 def test_ask_json_prints_the_contract(index_dir):
@@ -28,7 +30,9 @@ def test_ask_json_prints_the_contract(index_dir):
 
 
 def test_ask_reads_one_question_per_line_from_stdin(index_dir):
-    done = run(["-m", "assistant", "ask", "--json", "-"], index_dir, stdin="What is dry needling?\n\nHow much does it cost?\n")
+    done = run(
+        ["-m", "assistant", "ask", "--json", "-"], index_dir, stdin="What is dry needling?\n\nHow much does it cost?\n"
+    )
     replies = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["status"] for r in replies] == ["answered", "rejected", "not_covered"]
 

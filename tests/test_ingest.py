@@ -122,7 +122,10 @@ def test_changing_the_model_setting_forces_a_full_rebuild(corpus_copy, tmp_path,
 
 @pytest.mark.parametrize(
     "content,message",
-    [(b"# Title\n\n## Part\n\ncaf\xe9 au lait\n", "line 5: not UTF-8"), (b"just text, no headings\n", "no Markdown headings")],
+    [
+        (b"# Title\n\n## Part\n\ncaf\xe9 au lait\n", "line 5: not UTF-8"),
+        (b"just text, no headings\n", "no Markdown headings"),
+    ],
 )
 def test_bad_corpus_file_stops_ingest_and_keeps_the_index(corpus_copy, tmp_path, embedder, content, message):
     first = build_index(corpus_copy, tmp_path / "index", embedder)
@@ -174,8 +177,13 @@ def _many_articles(corpus_dir, count):
 
 def _ingest_process(corpus_dir, index_dir):
     env = {**os.environ, "ASSISTANT_CORPUS_DIR": str(corpus_dir), "ASSISTANT_INDEX_DIR": str(index_dir)}
-    return subprocess.Popen([sys.executable, str(ROOT / "ingest.py"), "--quiet"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "ingest.py"), "--quiet"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.mark.slow

@@ -52,7 +52,16 @@ def test_focus_leaves_text_alone_without_topics():
     assert focus("is dry needling safe?", []) == "is dry needling safe?"
 
 
-@pytest.mark.parametrize("word,target,ok", [("needlng", "needling", True), ("neeedling", "needling", True), ("arm", "art", False), ("needless", "needling", False), ("safe", "safe", True)])
+@pytest.mark.parametrize(
+    "word,target,ok",
+    [
+        ("needlng", "needling", True),
+        ("neeedling", "needling", True),
+        ("arm", "art", False),
+        ("needless", "needling", False),
+        ("safe", "safe", True),
+    ],
+)
 def test_typos_within_a_few_edits_count_as_the_word(word, target, ok):
     assert within(word, target) is ok
 
@@ -81,12 +90,17 @@ def test_a_sentence_leaning_on_the_one_before_is_quoted_with_it_verbatim():
     quotes = with_antecedents(passage)
     assert quotes[1] == ("Needling may cause soreness or bruising. These effects are mild.", "These effects are mild.")
     assert all(text in passage for text, _ in quotes)
-    assert with_antecedents("- First tip here.\n- It is a list item.")[1] == ("It is a list item.", "It is a list item.")
+    assert with_antecedents("- First tip here.\n- It is a list item.")[1] == (
+        "It is a list item.",
+        "It is a list item.",
+    )
 
 
 def test_phrasings_attach_to_the_sentence_holding_their_key():
-    found = sentences_of([hit("Soreness may happen after needling. Infection is a risk with needles.")],
-                         {"a.md": {"Infection is a risk": ["can it get infected?"]}})
+    found = sentences_of(
+        [hit("Soreness may happen after needling. Infection is a risk with needles.")],
+        {"a.md": {"Infection is a risk": ["can it get infected?"]}},
+    )
     assert [s.phrasings for s in found] == [(), ("can it get infected?",)]
 
 
@@ -116,7 +130,11 @@ def test_a_question_nearer_a_known_unanswered_one_is_refused():
 
 
 def test_a_close_but_unclear_question_gets_suggestions_not_quotes():
-    ranked = [candidate("a", 0.55, "is it safe?"), candidate("b", 0.5, "does it hurt after?"), candidate("c", 0.3, "far")]
+    ranked = [
+        candidate("a", 0.55, "is it safe?"),
+        candidate("b", 0.5, "does it hurt after?"),
+        candidate("c", 0.3, "far"),
+    ]
     ranking = decide(ranked, 0.2, LIMITS)
     assert ranking.quotes == () and ranking.suggestions == ("is it safe?", "does it hurt after?")
 
@@ -134,14 +152,18 @@ def test_a_far_question_gets_neither():
 
 
 def test_an_article_without_phrasings_is_asked_by_its_question_headings():
-    found = sentences_of([hit("Kinesiology taping uses stretchy tape on sore muscles.", "What is kinesiology taping?", "t.md")], {})
+    found = sentences_of(
+        [hit("Kinesiology taping uses stretchy tape on sore muscles.", "What is kinesiology taping?", "t.md")], {}
+    )
     assert found[0].phrasings == ("What is kinesiology taping?",) and not found[0].phrased
 
 
 def test_a_sentence_of_an_article_without_phrasings_is_scored_on_its_own_wording():
     found = [Sentence("plain", hit("plain"), (), phrased=False)]
     own = np.array([[0.5, np.sqrt(0.75)]])
-    ranked = score(np.array([1.0, 0.0]), np.array([[1.0, 0.0]]), found, own, [np.zeros((0, 2))], 0.1, unphrased_offset=-0.1)
+    ranked = score(
+        np.array([1.0, 0.0]), np.array([[1.0, 0.0]]), found, own, [np.zeros((0, 2))], 0.1, unphrased_offset=-0.1
+    )
     assert round(ranked[0].score, 2) == 0.6
 
 
