@@ -256,7 +256,7 @@ def triage(
                 found.add(flag.id)
     candidates = bounded([c for c, _ in affirmed if comparable(c, rules)])
     if whole and len(every) > 1 and all(comparable(c, rules) or len(c.split()) < MIN_CLAUSE_WORDS for c in every):
-        if not any(over for _, over in affirmed) and not _HEDGED.search(normalise(text)):
+        if not any(over for _, over in affirmed) and not any(_HEDGED.search(c) for c in every):
             candidates.append(whole)
     if clause_vectors is not None and rules.example_vectors is not None and candidates:
         resolved = {c for c, over in affirmed if over}

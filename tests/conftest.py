@@ -15,6 +15,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 SHARED = ROOT.parent / "shared"
+# A staff set of two cases, for tests that publish through the gate but do not test it.
+SMALL_GATE = """cases:
+  - name: what-is-dry-needling
+    question: What is dry needling?
+    expect: answered
+    section: What is Dry Needling?
+  - name: cost-is-not-covered
+    question: How much does dry needling cost?
+    expect: not_covered
+"""
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, build_index, make_assistant, make_settings
+from conftest import ROOT, SMALL_GATE, build_index, make_assistant, make_settings
 
 from assistant import audit
 from assistant.answer import Reply
@@ -29,15 +29,6 @@ from assistant.staff import DENIED, StaffHandlers
 
 REFUSED = "is the kit kept spotless?"  # the article answers it (Infection Risk: hygiene), in words ranking cannot match
 INFECTION = "Risks and Considerations of Dry Needling > Infection Risk"
-GATE = """cases:
-  - name: what-is-dry-needling
-    question: What is dry needling?
-    expect: answered
-    section: What is Dry Needling?
-  - name: cost-is-not-covered
-    question: How much does dry needling cost?
-    expect: not_covered
-"""
 PASSWORD = "review test password"
 
 
@@ -190,7 +181,7 @@ def review(corpus_copy, tmp_path, embedder):
     index = tmp_path / "index"
     build_index(corpus_copy, index, embedder)
     staff_set = tmp_path / "staff-set.yaml"
-    staff_set.write_text(GATE)  # a small gate of its own: what publishing checks is not what these tests test
+    staff_set.write_text(SMALL_GATE)  # a small gate of its own: what publishing checks is not what these tests test
     settings = make_settings(
         corpus_copy, index, staff_password=PASSWORD, audit_log=tmp_path / "audit.log", staff_set=staff_set
     )

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, build_index, make_assistant, make_settings
+from conftest import ROOT, SMALL_GATE, build_index, make_assistant, make_settings
 
 from assistant import audit
 from assistant.review import with_review
@@ -20,15 +20,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
 ARTIFACTS = ROOT / "test-artifacts" / "review-browser"
 QUESTION = "is the kit kept spotless?"  # Infection Risk answers it (hygiene), in words the ranking cannot match
 SECTION = "Infection Risk"
-GATE = """cases:
-  - name: what-is-dry-needling
-    question: What is dry needling?
-    expect: answered
-    section: What is Dry Needling?
-  - name: cost-is-not-covered
-    question: How much does dry needling cost?
-    expect: not_covered
-"""
 PASSWORD = "review browser password"
 WAIT_MS = 60_000
 
@@ -45,7 +36,7 @@ def served(corpus_copy, tmp_path, embedder):
     index = tmp_path / "index"
     build_index(corpus_copy, index, embedder)
     staff_set = tmp_path / "staff-set.yaml"
-    staff_set.write_text(GATE)  # a small gate of its own: what publishing checks is not what these tests test
+    staff_set.write_text(SMALL_GATE)  # a small gate of its own: what publishing checks is not what these tests test
     settings = make_settings(
         corpus_copy,
         index,
