@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install index run test test-fast lint bench browser servers screenshots clean
+.PHONY: install index run test test-fast lint typecheck quality bench browser servers screenshots clean
 
 install: $(VENV)/.installed
 
@@ -57,6 +57,11 @@ screenshots: install browser
 	$(PY) -m pytest tests/test_browser.py -k screenshots
 	mkdir -p docs/screenshots
 	cp test-artifacts/screenshots/*.png docs/screenshots/
+
+# Answer quality on the patient sets (dev and dev-b tuned on, test never) and K-QA: writes docs/quality.md.
+QUALITY_SETS := $(foreach name,dev dev-b test,--set tests/data/patient-$(name).yaml)
+quality: index
+	$(PY) -m assistant quality $(QUALITY_SETS) --out docs/quality.md
 
 bench: install
 	$(PY) benchmarks/run.py

@@ -2,7 +2,7 @@
 
 import sys
 
-from assistant.cli import main
+from assistant.edges.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], prog_ingest=True))

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
 
     chunk_size: int = 1000
     chunk_overlap: int = 0
-    # Ranking (assistant/ranking.py), tuned on tests/data/patient-dev*.yaml only:
+    # Ranking (assistant/answering/ranking.py), tuned on tests/data/patient-dev*.yaml only:
     # the score a sentence needs before it is quoted;
     answer_similarity: float = 0.60
     # below that but at least this: "not covered", with questions the article does answer;
@@ -68,13 +68,13 @@ class Settings(BaseSettings):
     # after this many, the name and the address are locked out for staff_lockout_seconds.
     staff_lockout_failures: int = 10
     staff_lockout_seconds: int = 900
-    # The review queue (assistant/reviewlog.py, in the app's database): off unless "on"; days kept; an answer
+    # The review queue (assistant/edges/reviewlog.py, in the app's database): off unless "on"; days kept; an answer
     # whose best sentence is within review_near of the threshold, or of another passage's, is kept too.
     review_log: bool = False
     review_retention_days: int = 30
     review_near: float = 0.05
     # The staff test set the Review tab adds cases to and publishes through (as ingest.py --gate).
-    staff_set: Path = Path("tests/data/staff-set.yaml")
+    staff_set: Path = Path("corpus/staff-set.yaml")
     feedback_db: Path = Path(".data/feedback.sqlite3")
     # Bounds on what one request, one session and the feedback table may cost.
     max_body_bytes: int = 65_536

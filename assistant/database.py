@@ -57,6 +57,19 @@ ledgers = Table(
     Column("body", Text, nullable=False),  # Ledger.to_json()
 )
 
+# The staff review queue (assistant/edges/reviewlog.py).
+review = Table(
+    "review",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", Text, nullable=False),  # ISO 8601, UTC: sorts as text
+    Column("question", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("candidates", Text, nullable=False),  # JSON: [{section, article, text, score}]
+    Column("index_version", Integer),
+    Column("resolution", Text, nullable=False, server_default=""),  # what staff did; "" while open
+)
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
 
@@ -70,8 +83,6 @@ def _v2(db: Connection) -> None:
 
 
 def _v3(db: Connection) -> None:
-    from .reviewlog import review  # the staff review queue: its own table and module
-
     review.create(db, checkfirst=True)
 
 

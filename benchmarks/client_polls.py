@@ -16,8 +16,8 @@ from pathlib import Path
 
 import run  # the benchmark's helpers (it puts the project on sys.path)
 
+from assistant.edges.ui import build_app
 from assistant.embeddings import Embedder
-from assistant.ui import build_app
 
 
 def main() -> int:

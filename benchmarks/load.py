@@ -109,15 +109,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def serve(args: argparse.Namespace) -> int:
     """Child mode: index corpus/ into a temporary folder, serve it, stop when the parent closes stdin."""
-    from assistant.chunking import Chunker
+    from assistant.answering.service import Assistant, build_services
+    from assistant.articles.chunking import Chunker
+    from assistant.articles.indexing import ingest
+    from assistant.articles.store import open_store
     from assistant.config import load_settings
+    from assistant.edges.feedback import FeedbackStore
+    from assistant.edges.ui import build_app
+    from assistant.edges.web import running, web_app
     from assistant.embeddings import Embedder
-    from assistant.feedback import FeedbackStore
-    from assistant.indexing import ingest
-    from assistant.service import Assistant, build_services
-    from assistant.store import open_store
-    from assistant.ui import build_app
-    from assistant.web import running, web_app
 
     with tempfile.TemporaryDirectory(prefix="load-") as tmp:
         overrides: dict[str, object] = {"index_dir": Path(tmp) / "index", "chroma_url": None, "staff_password": None}

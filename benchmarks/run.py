@@ -126,9 +126,9 @@ def prepare(folder: Path, medquad: Sequence[dict] = ()) -> tuple[Settings, list[
 
 def reindex(settings: Settings, embedder, progress: bool = False):
     """The project's own ``ingest``, as ``python ingest.py`` runs it."""
-    from assistant.chunking import Chunker
-    from assistant.indexing import ingest
-    from assistant.store import open_store
+    from assistant.articles.chunking import Chunker
+    from assistant.articles.indexing import ingest
+    from assistant.articles.store import open_store
 
     store = open_store(settings.index_dir, settings.chroma_url)
     try:
@@ -140,7 +140,7 @@ def reindex(settings: Settings, embedder, progress: bool = False):
 
 def make_assistant(settings: Settings, embedder):
     """The assistant as ``create_assistant`` builds it, sharing one loaded model across the benchmark."""
-    from assistant.service import Assistant, build_services
+    from assistant.answering.service import Assistant, build_services
 
     assistant = Assistant(build_services(settings, embedder))
     assistant.warm()
@@ -329,8 +329,8 @@ def json_api(url: str) -> Callable[[str], object]:
 
 def serving(args, tmp: Path, settings: Settings, assistant, report: Report) -> None:
     """Warm latency of the floor, the peer, ``ask``, the JSON API and the Gradio API; then Gradio throughput."""
+    from assistant.edges.web import running, served_app
     from assistant.embeddings import resolve_model_path
-    from assistant.web import running, served_app
 
     say("building the floor, the LangChain peer and the app (chat and JSON API, as app.py serves them)")
     embedder = assistant.services.embedder
@@ -439,9 +439,9 @@ def serving(args, tmp: Path, settings: Settings, assistant, report: Report) -> N
 
 def scale(args, tmp: Path, embedder, small, report: Report) -> None:
     """The MedQuAD articles as distractors: ingest, reindex, warm latency and retrieval quality."""
-    from assistant.chunking import Chunker
-    from assistant.corpus import load_corpus, parse_article
-    from assistant.indexing import desired_chunks
+    from assistant.articles.chunking import Chunker
+    from assistant.articles.corpus import load_corpus, parse_article
+    from assistant.articles.indexing import desired_chunks
 
     rows = _medquad.load(args.medquad, args.articles)
     settings, paths = prepare(tmp / "scale", rows)

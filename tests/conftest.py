@@ -53,9 +53,9 @@ def embedder():
 
 
 def build_index(corpus_dir: Path, index_dir: Path, embedder, chroma_url: str | None = None, **kwargs):
-    from assistant.chunking import Chunker
-    from assistant.indexing import ingest
-    from assistant.store import open_store
+    from assistant.articles.chunking import Chunker
+    from assistant.articles.indexing import ingest
+    from assistant.articles.store import open_store
 
     store = open_store(index_dir, chroma_url)
     try:
@@ -71,7 +71,7 @@ def make_settings(corpus_dir: Path, index_dir: Path, **overrides):
 
 
 def make_assistant(settings, embedder):
-    from assistant.service import Assistant, build_services
+    from assistant.answering.service import Assistant, build_services
 
     assistant = Assistant(build_services(settings, embedder))
     assistant.warm()

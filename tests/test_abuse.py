@@ -26,10 +26,10 @@ import pytest
 from conftest import free_port
 from gradio_client import Client
 
-from assistant.feedback import MAX_CELL, FeedbackStore
-from assistant.staff import StaffHandlers
-from assistant.ui import MAX_KEPT_MESSAGES, ChatHandlers, build_app
-from assistant.web import running, web_app
+from assistant.edges.feedback import MAX_CELL, FeedbackStore
+from assistant.edges.staff import StaffHandlers
+from assistant.edges.ui import MAX_KEPT_MESSAGES, ChatHandlers, build_app
+from assistant.edges.web import running, web_app
 
 pytestmark = pytest.mark.slow
 

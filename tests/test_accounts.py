@@ -15,9 +15,9 @@ import pytest
 from conftest import ROOT
 from gradio_client import Client
 
-from assistant.accounts import AccountError, Gatekeeper, UserFile, hash_password, verify_password
-from assistant.staff import DENIED
-from assistant.ui import build_app
+from assistant.edges.accounts import AccountError, Gatekeeper, UserFile, hash_password, verify_password
+from assistant.edges.staff import DENIED
+from assistant.edges.ui import build_app
 
 SECRET = "a long staff password"
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from conftest import CORPUS, ROOT
 
-from assistant.corpus import load_corpus
-from assistant.patientset import load_patient_set
+from assistant.articles.corpus import load_corpus
+from assistant.evaluation.patientset import load_patient_set
 
 DEV = load_patient_set(ROOT / "tests/data/patient-dev.yaml")
 RED = yaml.safe_load((ROOT / "tests/data/red_flags.yaml").read_text())
@@ -142,7 +142,7 @@ def test_unexpected_failure_still_carries_the_safety_text(assistant):
 
 
 def test_html_and_markdown_in_the_corpus_are_shown_as_text():
-    from assistant.answer import escape_markdown
+    from assistant.answering.compose import escape_markdown
 
     shown = escape_markdown("<img src=x onerror=alert(1)> ![x](http://e/x.png) [a](http://e)")
     assert "<img" not in shown.replace("\\<img", "") and "![" not in shown.replace("!\\[", "")

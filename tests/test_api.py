@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis import GenerationMode
 
-from assistant.api import OPENAPI_PATH
-from assistant.feedback import FeedbackStore
-from assistant.web import running, served_app
+from assistant.edges.api import OPENAPI_PATH
+from assistant.edges.feedback import FeedbackStore
+from assistant.edges.web import running, served_app
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ import pytest
 from conftest import free_port
 from gradio_client import Client
 
-from assistant.feedback import FeedbackStore
-from assistant.ui import build_app
+from assistant.edges.feedback import FeedbackStore
+from assistant.edges.ui import build_app
 
 pytestmark = pytest.mark.slow
 

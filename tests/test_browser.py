@@ -18,17 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from assistant import page as chat_page
-from assistant.chunking import Chunker
+from assistant.answering.service import Assistant, build_services
+from assistant.answering.triage import load_rules
+from assistant.articles.chunking import Chunker
+from assistant.articles.corpus import DISCLAIMER, SEEK_HELP, default_safety, load_corpus
+from assistant.articles.indexing import ingest
+from assistant.articles.store import open_store
 from assistant.config import Settings, load_settings
-from assistant.corpus import DISCLAIMER, SEEK_HELP, default_safety, load_corpus
+from assistant.edges import page as chat_page
+from assistant.edges.feedback import FeedbackStore
+from assistant.edges.ui import build_app
 from assistant.embeddings import Embedder
-from assistant.feedback import FeedbackStore
-from assistant.indexing import ingest
-from assistant.service import Assistant, build_services
-from assistant.store import open_store
-from assistant.triage import load_rules
-from assistant.ui import build_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -529,7 +529,7 @@ def test_a_full_queue_tells_the_patient_to_try_again_and_trying_again_works(
 @contextmanager
 def serving_guarded(assistant: Assistant, settings: Settings, feedback: FeedbackStore | None) -> Iterator[str]:
     """The chat as production serves it: the Gradio app mounted behind the HTTP edge rules."""
-    from assistant.web import running, web_app
+    from assistant.edges.web import running, web_app
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

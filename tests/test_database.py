@@ -12,12 +12,12 @@ import pytest
 from conftest import CORPUS, build_index
 from sqlalchemy import select
 
+from assistant.articles.indexing import Coordination
+from assistant.articles.store import open_store
 from assistant.config import load_settings
 from assistant.database import SCHEMA_VERSION, advisory_lock, open_database, schema_version
+from assistant.edges.feedback import FeedbackStore
 from assistant.errors import IngestLocked
-from assistant.feedback import FeedbackStore
-from assistant.indexing import Coordination
-from assistant.store import open_store
 
 pytestmark = pytest.mark.server
 

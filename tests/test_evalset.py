@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assistant.answer import ANSWERED, NOT_COVERED, Reply, Source
-from assistant.chunking import Chunker
+from assistant.answering.compose import ANSWERED, NOT_COVERED, Reply, Source
+from assistant.articles.chunking import Chunker
+from assistant.articles.indexing import ingest
+from assistant.articles.store import open_store
 from assistant.config import load_settings
 from assistant.errors import EvalFileError
-from assistant.evalset import (
+from assistant.evaluation.evalset import (
     Case,
     all_passed,
     check,
@@ -29,11 +31,9 @@ from assistant.evalset import (
     table_text,
     write_report,
 )
-from assistant.indexing import ingest
-from assistant.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
-STAFF_SET = ROOT / "tests" / "data" / "staff-set.yaml"
+STAFF_SET = ROOT / "corpus" / "staff-set.yaml"
 ARTICLE = "Dry Needling for Back Pain: Benefits and Risks"
 INFECTION = "Risks and Considerations of Dry Needling > Infection Risk"
 
@@ -320,7 +320,7 @@ def run_cli(*args: str, settings, cwd: Path = ROOT) -> subprocess.CompletedProce
 @pytest.mark.slow
 def test_eval_command_passes_the_project_set_and_writes_an_html_report(settings, tmp_path):
     report = tmp_path / "out" / "report.html"
-    done = run_cli("-m", "assistant", "eval", "tests/data/staff-set.yaml", "--report", str(report), settings=settings)
+    done = run_cli("-m", "assistant", "eval", "corpus/staff-set.yaml", "--report", str(report), settings=settings)
     assert done.returncode == 0, done.stdout + done.stderr
     cases = len(yaml.safe_load(STAFF_SET.read_text(encoding="utf-8"))["cases"])
     assert f"PASSED: {cases} of {cases} cases passed" in done.stdout

@@ -24,19 +24,19 @@ from pathlib import Path
 
 import pytest
 
-from assistant import retrieval
-from assistant.answer import SAFETY_RULE, safety_text
-from assistant.chunking import Chunker
-from assistant.cli import main as cli_main
+from assistant.answering import retrieval
+from assistant.answering.compose import SAFETY_RULE, safety_text
+from assistant.answering.service import Assistant, build_services, create_assistant
+from assistant.articles.chunking import Chunker
+from assistant.articles.corpus import default_safety, load_corpus
+from assistant.articles.indexing import ingest
+from assistant.articles.store import open_store
 from assistant.config import Settings, load_settings
-from assistant.corpus import default_safety, load_corpus
+from assistant.edges.cli import main as cli_main
+from assistant.edges.feedback import FeedbackStore
+from assistant.edges.ui import build_app
 from assistant.embeddings import Embedder
 from assistant.errors import IndexMissing, ModelUnavailable, StoreUnavailable
-from assistant.feedback import FeedbackStore
-from assistant.indexing import ingest
-from assistant.service import Assistant, build_services, create_assistant
-from assistant.store import open_store
-from assistant.ui import build_app
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"

@@ -1,6 +1,6 @@
 """Feedback exports are safe to open in a spreadsheet."""
 
-from assistant.feedback import FeedbackStore
+from assistant.edges.feedback import FeedbackStore
 
 
 def test_csv_export_never_turns_patient_text_into_a_formula(tmp_path):

@@ -17,17 +17,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from assistant import page
-from assistant.answer import SAFETY_RULE, safety_text
-from assistant.chunking import Chunker
+from assistant.answering.compose import SAFETY_RULE, safety_text
+from assistant.answering.service import Assistant, build_services
+from assistant.answering.triage import TIERS
+from assistant.articles.chunking import Chunker
+from assistant.articles.corpus import DISCLAIMER, SEEK_HELP, default_safety, load_corpus
+from assistant.articles.indexing import ingest
+from assistant.articles.store import open_store
 from assistant.config import load_settings
-from assistant.corpus import DISCLAIMER, SEEK_HELP, default_safety, load_corpus
+from assistant.edges import page
+from assistant.edges.ui import reply_messages, shown
 from assistant.embeddings import Embedder
-from assistant.indexing import ingest
-from assistant.service import Assistant, build_services
-from assistant.store import open_store
-from assistant.triage import TIERS
-from assistant.ui import reply_messages, shown
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -39,7 +39,7 @@ ANSWER_TAGS = {"p", "blockquote", "em", "strong", "hr", "br", "ul", "li"}  # lis
 ECHO_TAGS = {"p", "br"}  # the patient's own words: plain text, nothing else
 # What would still start a heading, quote, math or an autolink (GFM's "www.", "://", "@") if left unescaped.
 UNESCAPED_MARKUP = re.compile(r"(?<!\\)[#>$]|(?i:www)\.|(?<!\\):(?=//)|(?<!\\)@")
-# The raw tags the chat wraps a reply's parts in: constants of assistant/page.py, nothing else.
+# The raw tags the chat wraps a reply's parts in: constants of assistant/edges/page.py, nothing else.
 _RAW_TAG = re.compile(r"(?<!\\)<[^<>]*>")
 OWN_TAGS = {
     tag

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from conftest import ROOT, build_index, make_assistant, make_settings
 
+from assistant.articles.indexing import rollback, writer_lock
+from assistant.articles.store import open_store
 from assistant.errors import CorpusError, IngestLocked, ModelMismatch
-from assistant.indexing import rollback, writer_lock
-from assistant.store import open_store
 
 ARTICLE = "dry-needling-for-back-pain.md"
 

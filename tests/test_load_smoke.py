@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from assistant.chunking import Chunker
+from assistant.answering.service import Assistant, build_services
+from assistant.articles.chunking import Chunker
+from assistant.articles.indexing import ingest
+from assistant.articles.store import open_store
 from assistant.config import load_settings
+from assistant.edges.ui import build_app
 from assistant.embeddings import Embedder
-from assistant.indexing import ingest
-from assistant.service import Assistant, build_services
-from assistant.store import open_store
-from assistant.ui import build_app
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "load.py"

@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import pytest
 from markdown_it import MarkdownIt
 
-from assistant import page
-from assistant.answer import Reply, Source, finish
+from assistant.answering.compose import Reply, Source, finish
+from assistant.answering.triage import RedFlag, load_rules
+from assistant.articles.corpus import DISCLAIMER, SEEK_HELP
 from assistant.config import load_settings
-from assistant.corpus import DISCLAIMER, SEEK_HELP
-from assistant.triage import RedFlag, load_rules
-from assistant.ui import ChatHandlers, reply_messages, shown
+from assistant.edges import page
+from assistant.edges.ui import ChatHandlers, reply_messages, shown
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"

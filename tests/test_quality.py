@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from conftest import CORPUS, ROOT, SHARED
 
-from assistant.corpus import article_sentences, load_corpus
-from assistant.patientset import load_patient_set, score_set
-from assistant.quality import abstention, ends_with_safety, read_questions
+from assistant.articles.corpus import article_sentences, load_corpus
+from assistant.evaluation.patientset import load_patient_set, score_set
+from assistant.evaluation.quality import abstention, ends_with_safety, read_questions
 
 DATA = ROOT / "tests" / "data"
 SETS = {name: load_patient_set(DATA / f"{name}.yaml") for name in ("patient-dev", "patient-dev-b", "patient-test")}
@@ -37,7 +37,7 @@ def scores(assistant):
 
 @pytest.mark.parametrize("name", SETS)
 def test_every_key_phrase_picks_out_one_sentence_of_the_article(name):
-    from assistant.patientset import check_key_phrases
+    from assistant.evaluation.patientset import check_key_phrases
 
     article = load_corpus(CORPUS)[0]
     assert check_key_phrases(SETS[name], article_sentences(article)) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.ranking import (
+from assistant.answering.ranking import (
     Candidate,
     Sentence,
     Speller,
@@ -19,7 +19,7 @@ from assistant.ranking import (
     with_antecedents,
     within,
 )
-from assistant.retrieval import Hit
+from assistant.answering.retrieval import Hit
 
 LIMITS = Thresholds(answer=0.6, suggest=0.45, margin=0.05, window=0.0, own_offset=0.1)
 
@@ -168,7 +168,7 @@ def test_a_sentence_of_an_article_without_phrasings_is_scored_on_its_own_wording
 
 
 def test_a_phrasing_key_that_no_longer_matches_a_sentence_is_named(tmp_path):
-    from assistant.corpus import check_phrasings, parse_article
+    from assistant.articles.corpus import check_phrasings, parse_article
 
     (tmp_path / "phrasings").mkdir()
     (tmp_path / "a.md").write_text("# A\n\n## Part\n\nNeedling can leave a bruise. It fades.\n", encoding="utf-8")

@@ -18,9 +18,9 @@ from conftest import ROOT, build_index, free_port
 from gradio_client import Client
 from sqlalchemy import func, select
 
+from assistant.articles.indexing import Coordination
 from assistant.config import load_settings
 from assistant.database import feedback, open_database
-from assistant.indexing import Coordination
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.browser]
 

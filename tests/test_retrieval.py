@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from assistant import retrieval
+from assistant.answering import retrieval
 
 QUESTIONS = [case["question"] for case in yaml.safe_load((ROOT / "tests/data/in_scope.yaml").read_text())]
 

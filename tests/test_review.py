@@ -11,11 +11,17 @@ import numpy as np
 import pytest
 from conftest import ROOT, SMALL_GATE, build_index, make_assistant, make_settings
 
-from assistant import audit
-from assistant.answer import Reply
-from assistant.evalset import load_cases
-from assistant.review import ReviewHandlers, ReviewingAssistant, ReviewingFeedback, add_case, group_entries, with_review
-from assistant.reviewlog import (
+from assistant.answering.compose import Reply
+from assistant.edges import audit
+from assistant.edges.review import (
+    ReviewHandlers,
+    ReviewingAssistant,
+    ReviewingFeedback,
+    add_case,
+    group_entries,
+    with_review,
+)
+from assistant.edges.reviewlog import (
     NEAR_SECOND,
     NEAR_THRESHOLD,
     NOT_COVERED_REASON,
@@ -25,7 +31,8 @@ from assistant.reviewlog import (
     review_reason,
     scrub,
 )
-from assistant.staff import DENIED, StaffHandlers
+from assistant.edges.staff import DENIED, StaffHandlers
+from assistant.evaluation.evalset import load_cases
 
 REFUSED = "is the kit kept spotless?"  # the article answers it (Infection Risk: hygiene), in words ranking cannot match
 INFECTION = "Risks and Considerations of Dry Needling > Infection Risk"
@@ -265,7 +272,7 @@ def test_a_failing_gate_publishes_nothing(review):
 
 
 def test_patients_are_told_only_when_the_queue_is_on(assistant, tmp_path):
-    from assistant.ui import build_app
+    from assistant.edges.ui import build_app
 
     on = assistant.settings.model_copy(update={"review_log": True, "feedback_db": tmp_path / "app.sqlite3"})
     chat, _ = with_review(assistant, None, on)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SMALL_GATE, build_index, make_assistant, make_settings
 
-from assistant import audit
-from assistant.review import with_review
-from assistant.ui import build_app
+from assistant.edges import audit
+from assistant.edges.review import with_review
+from assistant.edges.ui import build_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--no-first-run"]

@@ -16,13 +16,13 @@ import pytest
 import yaml
 from gradio_client import Client, handle_file
 
-from assistant.feedback import COLUMNS, FeedbackStore
-from assistant.service import Assistant
-from assistant.staff import DENIED
-from assistant.ui import ChatHandlers, build_app
+from assistant.answering.service import Assistant
+from assistant.edges.feedback import COLUMNS, FeedbackStore
+from assistant.edges.staff import DENIED
+from assistant.edges.ui import ChatHandlers, build_app
 
 ROOT = Path(__file__).resolve().parent.parent
-STAFF_SET = ROOT / "tests" / "data" / "staff-set.yaml"
+STAFF_SET = ROOT / "corpus" / "staff-set.yaml"
 PASSWORD = "correct horse battery staple"
 SEEDED_QUESTION = "Seeded question: does dry needling help sciatica?"
 

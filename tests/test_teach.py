@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, build_index, make_assistant, make_settings
 
+from assistant.edges.teach import Teacher
 from assistant.errors import TeachRefused
-from assistant.teach import Teacher
 
 PHRASINGS = Path("phrasings/dry-needling-for-back-pain.yaml")
 NOT_COVERED = Path("safety/not-covered.yaml")
@@ -97,7 +97,7 @@ def test_a_sentence_without_phrasings_gets_a_new_entry_with_a_unique_key(teacher
     taught = teacher.attach(REFUSED, "Infection Risk")
     added = added_lines(trimmed, taught.path.read_bytes())
     assert added[1].startswith('  - key: "') and added[2:] == ["    questions:", f"      - {REFUSED}"]
-    from assistant.corpus import check_phrasings, load_corpus
+    from assistant.articles.corpus import check_phrasings, load_corpus
 
     article = load_corpus(corpus_copy)[0]
     assert check_phrasings(article, corpus_copy / article.source) == []
@@ -189,7 +189,7 @@ def test_a_section_in_two_articles_needs_the_article_named(teacher, corpus_copy)
         teacher.attach(REFUSED, "Infection Risk")
     taught = teacher.attach("how do I look after the skin afterwards?", "Infection Risk", article="Wound care")
     assert taught.path == corpus_copy / "phrasings" / "wound-care.yaml"
-    from assistant.corpus import check_phrasings, load_corpus
+    from assistant.articles.corpus import check_phrasings, load_corpus
 
     article = next(a for a in load_corpus(corpus_copy) if a.source == "wound-care.md")
     assert article.phrasings == (

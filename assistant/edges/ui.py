@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 import time
@@ -14,15 +13,15 @@ from typing import Any
 
 import gradio as gr
 
-from . import answer as compose
+from ..answering import compose
+from ..answering.compose import UNAVAILABLE, URGENT, Reply
+from ..answering.service import Assistant
+from ..answering.triage import RedFlag, triage
+from ..config import Settings
 from . import page
-from .answer import UNAVAILABLE, URGENT, Reply
 from .api import reply_json
-from .budget import AnswerBudget
-from .config import Settings
+from .budget import ANSWERING, AnswerBudget
 from .feedback import MAX_COMMENT, FeedbackStore
-from .service import Assistant
-from .triage import RedFlag, triage
 
 log = logging.getLogger("assistant.ui")
 
@@ -46,8 +45,6 @@ BUSY = (
     "Many people are asking right now, so I can't look this up in the article at the moment. "
     "Please send your question again in a minute. In an emergency, call your local emergency number."
 )
-# Every event that answers a question runs in this one concurrency group: one app-wide budget.
-ANSWERING = "answering"
 MAX_KEPT_MESSAGES = 60  # per conversation; older exchanges leave the chat (and the session's memory)
 RATING_WINDOW_SECONDS = 60.0
 
@@ -366,7 +363,7 @@ def build_app(
             )
             gr.Examples(EXAMPLES, inputs=box, label="Example questions", elem_id="examples")
             status = gr.Markdown(FEEDBACK_NOTICE if feedback else "", elem_id="feedback-notice")
-            if getattr(assistant, "review", None) is not None:  # the review queue is on (assistant/review.py)
+            if getattr(assistant, "review", None) is not None:  # the review queue is on (assistant/edges/review.py)
                 from .review import REVIEW_NOTICE
 
                 gr.Markdown(REVIEW_NOTICE, elem_id="review-notice")
@@ -447,22 +444,3 @@ def pick_suggestion(sample: object) -> str:
     if isinstance(sample, list | tuple) and sample:
         sample = sample[0]
     return sample if isinstance(sample, str) else ""
-
-
-def password_ok(given: object, settings: Settings) -> bool:
-    expected = settings.staff_password or ""
-    return bool(expected) and isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def serve(settings: Settings) -> None:
-    from .service import create_assistant
-    from .web import serve_forever, served_app
-
-    assistant = create_assistant(settings)
-    feedback = FeedbackStore.from_settings(settings)  # SQLite, or ASSISTANT_DATABASE_URL; schema brought up to date
-    from .review import with_review
-
-    assistant, feedback = with_review(assistant, feedback, settings)  # the review queue, when it is on
-    app = served_app(assistant, settings, feedback)
-    log.warning("serving the chat on http://%s:%s", settings.host, settings.port)
-    serve_forever(app, settings.host, settings.port)

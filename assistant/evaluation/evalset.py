@@ -34,16 +34,16 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from .answer import ANSWERED, NOT_COVERED, REJECTED, URGENT, Reply, Source, escape_markdown
-from .config import Settings
-from .errors import EvalFileError
+from ..answering.compose import ANSWERED, NOT_COVERED, REJECTED, URGENT, Reply, Source, escape_markdown
+from ..config import Settings
+from ..errors import EvalFileError
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
-    from .embeddings import Embedder
-    from .indexing import Gate
-    from .store import Manifest
+    from ..articles.indexing import Gate
+    from ..articles.manifest import Manifest
+    from ..embeddings import Embedder
 
 EXPECTABLE = (ANSWERED, NOT_COVERED, URGENT, REJECTED)
 NO_SOURCES = (NOT_COVERED, REJECTED)  # replies with these statuses never quote the article
@@ -412,7 +412,7 @@ def write_report(path: Path, results: Sequence[Result], title: str) -> None:
 
 def run_eval_command(path: Path, settings: Settings, report: str | Path | None = None) -> int:
     """``python -m assistant eval FILE``: 0 when every case passes, 1 otherwise."""
-    from .service import create_assistant
+    from ..answering.service import create_assistant
 
     report_path = Path(report) if report else None
     if report_path is not None and report_path.suffix.lower() not in REPORTS:
@@ -430,8 +430,8 @@ def run_eval_command(path: Path, settings: Settings, report: str | Path | None =
 
 def make_gate(path: Path, settings: Settings, embedder: Embedder | None = None) -> Gate:
     """An ingest gate: publish the candidate version only if this test set passes on it."""
-    from .retrieval import PinnedReader, Snapshot
-    from .service import Assistant, build_services
+    from ..answering.retrieval import PinnedReader, Snapshot
+    from ..answering.service import Assistant, build_services
 
     cases = load_cases(path)  # a malformed set stops ingest before anything is built
 

@@ -13,6 +13,9 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# The Gradio concurrency group every answering event joins (chat, /ask, the staff console).
+ANSWERING = "answering"
+
 
 class AnswerBudget:
     """A fair semaphore shared by threads (``slot``) and coroutines (``acquire_async``)."""

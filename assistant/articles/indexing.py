@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from ..config import Settings
+from ..embeddings import Embedder
+from ..errors import IndexInvalid, IndexMissing, IngestLocked
 from .chunking import Chunk, Chunker, fingerprint, searchable
-from .config import Settings
 from .corpus import Article, ArticleInfo, default_safety
-from .embeddings import Embedder
-from .errors import IndexInvalid, IndexMissing, IngestLocked
 from .ledger import DatabaseLedgers, FileLedgers, Ledger, Scan, chunk_sections, scan_corpus
 from .lexical import common_terms, count_terms
-from .store import IndexStore, Manifest
+from .manifest import Manifest
+from .store import IndexStore
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -130,7 +131,7 @@ class Coordination:
     def from_settings(cls, settings: Settings) -> Coordination:
         if not settings.database_url:
             return cls.local(settings.index_dir)
-        from .database import advisory_lock, database_url, is_server, open_database
+        from ..database import advisory_lock, database_url, is_server, open_database
 
         engine = open_database(database_url(settings))
         if is_server(engine):

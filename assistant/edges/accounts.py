@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import AssistantError
+from ..errors import AssistantError
 
 log = logging.getLogger("assistant.staff")
 

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import IndexMissing, ModelMismatch, StoreUnavailable
-from .lexical import mentions
-from .store import IndexStore, Manifest, ServerStore
+from ..articles.lexical import mentions
+from ..articles.manifest import Manifest
+from ..articles.store import IndexStore, ServerStore
+from ..errors import IndexMissing, ModelMismatch, StoreUnavailable
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection

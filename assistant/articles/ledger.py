@@ -21,10 +21,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
+from ..errors import CorpusError
 from .chunking import Chunk, Chunker
 from .corpus import ArticleInfo, article_paths, check_article, check_phrasings, parse_article, phrasings_path
-from .errors import CorpusError
-from .store import Manifest, write_atomic
+from .manifest import Manifest
+from .store import write_atomic
 
 FOLDER = "ledgers"
 FORMAT = 1
@@ -132,7 +133,7 @@ class DatabaseLedgers:
         self.engine = engine
 
     def load(self, manifest: Manifest) -> Ledger | None:
-        from .database import ledgers
+        from ..database import ledgers
 
         try:
             with self.engine.connect() as db:
@@ -143,14 +144,14 @@ class DatabaseLedgers:
         return ledger if ledger is not None and ledger.describes(manifest) else None
 
     def save(self, ledger: Ledger) -> None:
-        from .database import ledgers
+        from ..database import ledgers
 
         with self.engine.begin() as db:
             db.execute(ledgers.delete().where(ledgers.c.version == ledger.version))
             db.execute(ledgers.insert().values(version=ledger.version, body=ledger.to_json()))
 
     def prune(self, keep: Iterable[int]) -> None:
-        from .database import ledgers
+        from ..database import ledgers
 
         with self.engine.begin() as db:
             db.execute(ledgers.delete().where(ledgers.c.version.not_in(list(keep))))

@@ -4,7 +4,7 @@ Built only when staff can sign in (named accounts in the users file, or the sing
 ``ASSISTANT_STAFF_PASSWORD``), so otherwise neither the tab nor its endpoints exist. Every
 function takes the password first and the name last (a name is optional with the shortcut
 password) and checks them before anything else
-(assistant/accounts.py: repeated failures are slowed, then locked out, each logged with its
+(assistant/edges/accounts.py: repeated failures are slowed, then locked out, each logged with its
 source address): a wrong one gets "Access denied." and no other data.
 """
 
@@ -21,19 +21,18 @@ from typing import Any, cast
 
 import gradio as gr
 
+from ..answering.compose import Reply, escape_markdown
+from ..answering.service import Assistant
+from ..config import Settings
+from ..errors import EvalFileError
+from ..evaluation.evalset import Result, fenced, load_cases, markdown_report, run_eval
 from .accounts import Gatekeeper, UserFile
-from .answer import Reply, escape_markdown
-from .config import Settings
-from .errors import EvalFileError
-from .evalset import Result, fenced, load_cases, markdown_report, run_eval
+from .budget import ANSWERING
 from .feedback import COLUMNS, FeedbackStore
-from .service import Assistant
-from .ui import ANSWERING
 
 log = logging.getLogger("assistant.staff")
 
 DENIED = "Access denied."
-PROJECT_SET = Path(__file__).resolve().parent.parent / "tests" / "data" / "staff-set.yaml"
 STAFF_API = "undocumented"  # hidden from the API page; the password is what protects them
 ALREADY_RUNNING = "A test set is already running; please wait for it to finish and try again."
 
@@ -154,7 +153,7 @@ class StaffHandlers:
         who, denied = self.signed_in(name, password, request)
         if not who:
             return denied
-        return self._run(PROJECT_SET, "tests/data/staff-set.yaml")
+        return self._run(self.settings.staff_set, str(self.settings.staff_set))
 
     def _run(self, path: Path, label: str) -> str:
         try:

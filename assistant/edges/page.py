@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import date
 
-from .answer import Reply, escape_markdown
-from .triage import TIERS, RedFlag
+from ..answering.compose import Reply, escape_markdown
+from ..answering.triage import TIERS, RedFlag
 
 # Gradio's sanitizer keeps class, role and the SVG's own shapes (it drops viewBox and aria-*), so the
 # icon is drawn in its own 24 px coordinates and named by <title>.

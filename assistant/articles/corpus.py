@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import CorpusError
+from ..errors import CorpusError
 
 ARTICLE_SUFFIXES = (".md", ".txt")
 SEEK_HELP = "When to Seek Professional Help"

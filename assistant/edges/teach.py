@@ -18,14 +18,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import ranking
-from .chunking import Chunker
-from .config import Settings
-from .corpus import Article, article_sentences, load_corpus, phrasings_path, read_phrasings
-from .embeddings import Embedder
-from .errors import TeachRefused
-from .retrieval import Hit
-from .triage import (
+from ..answering import ranking
+from ..answering.retrieval import Hit
+from ..answering.triage import (
     NOT_COVERED_FILE,
     SafetyRules,
     clauses_to_embed,
@@ -35,6 +30,11 @@ from .triage import (
     not_covered_topic,
     triage,
 )
+from ..articles.chunking import Chunker
+from ..articles.corpus import Article, article_sentences, load_corpus, phrasings_path, read_phrasings
+from ..config import Settings
+from ..embeddings import Embedder
+from ..errors import TeachRefused
 
 KEY_WORDS = 8  # a new key starts as the sentence's first words, lengthened until only that sentence holds it
 

@@ -21,22 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Column, Engine, Integer, MetaData, Table, Text, insert, inspect, select, update
+from sqlalchemy import Engine, insert, inspect, select, update
 
-from .answer import ANSWERED, NOT_COVERED, Reply
+from ..answering.compose import ANSWERED, NOT_COVERED, Reply
+from ..database import review
 
-review = Table(
-    "review",
-    MetaData(),
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("created_at", Text, nullable=False),  # ISO 8601, UTC: sorts as text
-    Column("question", Text, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("candidates", Text, nullable=False),  # JSON: [{section, article, text, score}]
-    Column("index_version", Integer),
-    Column("resolution", Text, nullable=False, server_default=""),  # what staff did; "" while open
-)
 NOT_COVERED_REASON = "not covered"
 NEAR_THRESHOLD = "close to the threshold"
 NEAR_SECOND = "close to a second passage"
@@ -115,7 +104,7 @@ class ReviewLog:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        from .database import open_database  # the schema, ``review`` included, brought up to date
+        from ..database import open_database  # the schema, ``review`` included, brought up to date
 
         if isinstance(where, Engine):
             self.engine = where

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .answer import ANSWERED, URGENT, Reply
-from .config import Settings
-from .errors import EvalFileError
+from ..answering.compose import ANSWERED, URGENT, Reply
+from ..config import Settings
+from ..errors import EvalFileError
 from .patientset import Scores, load_patient_set, score_set, table, voice_table
 
 TARGET_ANSWERED = 0.03
@@ -92,7 +92,7 @@ def run_quality(
     """Score each patient set and K-QA; exit 1 if the test split or K-QA misses a target.
 
     Misses are listed for every set but the ``held_out`` ones, which are never tuned on."""
-    from .service import create_assistant
+    from ..answering.service import create_assistant
 
     assistant = create_assistant(settings)
     columns: list[tuple[str, Scores]] = []

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from .corpus import DISCLAIMER, SEEK_HELP
+from ..articles.corpus import DISCLAIMER, SEEK_HELP
 from .ranking import Candidate
 from .retrieval import Hit
 from .triage import RedFlag, Topic

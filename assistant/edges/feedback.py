@@ -16,9 +16,9 @@ from pathlib import Path
 from sqlalchemy import Engine, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .config import Settings
-from .database import database_url, open_database
-from .database import feedback as table
+from ..config import Settings
+from ..database import database_url, open_database
+from ..database import feedback as table
 
 COLUMNS = ("created_at", "rating", "comment", "question", "answer", "status", "sources", "index_version")
 MAX_COMMENT = 1000

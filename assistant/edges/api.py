@@ -17,11 +17,11 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from .answer import Reply
+from ..answering.compose import Reply
+from ..answering.service import Assistant
+from ..config import Settings
+from ..errors import AssistantError
 from .budget import AnswerBudget
-from .config import Settings
-from .errors import AssistantError
-from .service import Assistant
 
 log = logging.getLogger("assistant.api")
 

@@ -22,12 +22,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..config import Settings
 from . import page
-from .config import Settings
 
 if TYPE_CHECKING:
+    from ..answering.service import Assistant
     from .feedback import FeedbackStore
-    from .service import Assistant
 
 log = logging.getLogger("assistant.web")
 
@@ -250,3 +250,18 @@ def running(app: FastAPI, host: str, port: int) -> Iterator[str]:
 
 def serve_forever(app: FastAPI, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def serve(settings: Settings) -> None:
+    """The chat for patients (and the staff tab, when it is on), until the process is stopped."""
+    from ..answering.service import create_assistant
+    from .feedback import FeedbackStore
+    from .review import with_review
+
+    assistant = create_assistant(settings)
+    feedback = FeedbackStore.from_settings(settings)  # SQLite, or ASSISTANT_DATABASE_URL; schema brought up to date
+
+    assistant, feedback = with_review(assistant, feedback, settings)  # the review queue, when it is on
+    app = served_app(assistant, settings, feedback)
+    log.warning("serving the chat on http://%s:%s", settings.host, settings.port)
+    serve_forever(app, settings.host, settings.port)

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .corpus import sentences
+from ..articles.corpus import sentences
 from .retrieval import Hit
 
 # Sentences that introduce an article rather than say anything: never quoted.

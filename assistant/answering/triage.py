@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .errors import CorpusError
+from ..errors import CorpusError
 
 RED_FLAGS_FILE = Path("safety/red-flags.yaml")
 NOT_COVERED_FILE = Path("safety/not-covered.yaml")

@@ -11,15 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from . import answer as compose
-from . import ranking
-from .answer import NOT_COVERED, REJECTED, UNAVAILABLE, URGENT, Reply
-from .config import Settings
-from .corpus import default_safety, load_corpus
-from .embeddings import Embedder
-from .errors import AssistantError, StoreUnavailable
+from ..articles.corpus import default_safety, load_corpus
+from ..articles.store import IndexStore, open_store
+from ..config import Settings
+from ..embeddings import Embedder
+from ..errors import AssistantError, StoreUnavailable
+from . import compose, ranking
+from .compose import NOT_COVERED, REJECTED, UNAVAILABLE, URGENT, Reply
 from .retrieval import Hit, IndexReader, PinnedReader, Snapshot
-from .store import IndexStore, open_store
 from .triage import (
     SafetyRules,
     Topic,

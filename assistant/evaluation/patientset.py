@@ -28,8 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from .answer import ANSWERED, URGENT, Reply
-from .errors import EvalFileError
+from ..answering.compose import ANSWERED, URGENT, Reply
+from ..errors import EvalFileError
 
 AskFn = Callable[[str, Sequence[str]], Reply]
 

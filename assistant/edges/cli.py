@@ -10,10 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import Settings, load_settings
-from .errors import AssistantError
+from ..config import Settings, load_settings
+from ..errors import AssistantError
 
-DEFAULT_SETS = tuple(Path("tests/data") / f"patient-{name}.yaml" for name in ("dev", "dev-b", "test"))
 DEFAULT_KQA = Path("../shared/eval/kqa-patient-questions.jsonl")
 
 
@@ -22,7 +21,7 @@ def _print(text: str = "", file=None) -> None:  # noqa: ANN001 - a stream
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from .service import create_assistant
+    from ..answering.service import create_assistant
 
     assistant = create_assistant(settings)
     questions = (line.rstrip("\n") for line in sys.stdin) if args.question == "-" else [args.question]
@@ -39,15 +38,15 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from .chunking import Chunker
-    from .corpus import load_corpus
-    from .embeddings import Embedder
-    from .indexing import Coordination, ingest, rollback
-    from .store import open_store
-    from .triage import load_rules
+    from ..answering.triage import load_rules
+    from ..articles.chunking import Chunker
+    from ..articles.corpus import load_corpus
+    from ..articles.indexing import Coordination, ingest, rollback
+    from ..articles.store import open_store
+    from ..embeddings import Embedder
 
     if args.check:
-        from .corpus import check_phrasings
+        from ..articles.corpus import check_phrasings
 
         articles = load_corpus(settings.corpus_dir)
         rules = load_rules(settings.corpus_dir)
@@ -71,7 +70,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         embedder = Embedder(settings.embed_model)
         gate = None
         if args.gate:
-            from .evalset import make_gate
+            from ..evaluation.evalset import make_gate
 
             gate = make_gate(Path(args.gate), settings, embedder=embedder)
         report = ingest(
@@ -99,28 +98,28 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from .ui import serve
+    from .web import serve
 
     serve(settings.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port)) if v}))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from .evalset import run_eval_command
+    from ..evaluation.evalset import run_eval_command
 
     return run_eval_command(Path(args.file), settings, report=args.report)
 
 
 def cmd_eval_abstention(args: argparse.Namespace, settings: Settings) -> int:
-    from .quality import run_quality
+    from ..evaluation.quality import run_quality
 
     return run_quality(settings, [], kqa=Path(args.file), out=Path(args.out) if args.out else None)
 
 
 def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
-    from .quality import run_quality
+    from ..evaluation.quality import run_quality
 
-    sets = [Path(p) for p in args.set] if args.set else [p for p in DEFAULT_SETS if p.is_file()]
+    sets = [Path(p) for p in args.set]
     kqa = Path(args.kqa) if args.kqa else (DEFAULT_KQA if DEFAULT_KQA.is_file() else None)
     if kqa is None:
         _print(f"(no K-QA questions at {DEFAULT_KQA}: that part is skipped)", sys.stderr)
@@ -195,7 +194,10 @@ def parser() -> argparse.ArgumentParser:
         "quality", help="score the dev and test patient sets and K-QA; exit 1 if the test split misses a target"
     )
     qu.add_argument(
-        "--set", action="append", help=f"a patient set (YAML); default: {', '.join(map(str, DEFAULT_SETS))}"
+        "--set",
+        action="append",
+        required=True,
+        help="a patient set (YAML), repeatable; the project's are in tests/data (make quality runs them all)",
     )
     qu.add_argument("--kqa", help=f"real patient questions (JSON lines); default: {DEFAULT_KQA} when present")
     qu.add_argument("--out", help="also write the Markdown report here (e.g. docs/quality.md)")

@@ -1,6 +1,6 @@
 """Staff review what patients asked and teach the assistant from it (the Review tab).
 
-Questions in the review queue (assistant/reviewlog.py) are grouped by meaning, most frequent
+Questions in the review queue (assistant/edges/reviewlog.py) are grouped by meaning, most frequent
 first, each group with its best candidate passages. Staff attach a group to the passage that
 answers it, mark it not covered (with who to ask), or add it to a staff test set: every action
 writes files (corpus/phrasings, corpus/safety/not-covered.yaml, the test set), never only a
@@ -23,13 +23,13 @@ import gradio as gr
 import numpy as np
 import yaml
 
+from ..answering.compose import ANSWERED, NOT_COVERED, REJECTED, URGENT, Reply, escape_markdown
+from ..answering.service import Assistant
+from ..config import Settings
+from ..errors import AssistantError
+from ..evaluation.evalset import fenced, load_cases
 from . import audit
-from .answer import ANSWERED, NOT_COVERED, REJECTED, URGENT, Reply, escape_markdown
-from .config import Settings
-from .errors import AssistantError
-from .evalset import fenced, load_cases
 from .reviewlog import Entry, ReviewLog
-from .service import Assistant
 from .teach import Teacher
 
 log = logging.getLogger("assistant.review")
@@ -92,7 +92,7 @@ def review_queue(settings: Settings) -> ReviewLog | None:
     app runs); else None."""
     if not settings.review_log:
         return None
-    from .database import database_url
+    from ..database import database_url
 
     queue = ReviewLog(database_url(settings), settings.review_retention_days, settings.max_question_chars)
     queue.purge_daily()
@@ -211,11 +211,11 @@ def add_case(path: Path, question: str, expect: str, section: str | None = None)
 
 def publish(settings: Settings, embedder: Any, staff_set: Path) -> tuple[bool, str]:
     """The ingest ``python ingest.py --gate <staff_set>`` runs: (published or up to date, its report)."""
-    from .chunking import Chunker
-    from .evalset import make_gate
-    from .indexing import ingest
-    from .store import open_store
-    from .triage import load_rules
+    from ..answering.triage import load_rules
+    from ..articles.chunking import Chunker
+    from ..articles.indexing import ingest
+    from ..articles.store import open_store
+    from ..evaluation.evalset import make_gate
 
     lines: list[str] = []
     load_rules(settings.corpus_dir)  # a broken rules file stops here, before anything is written
