@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # (negative: a close sentence, cosine 0.5 and up, may then be quoted).
     unphrased_offset: float = -0.1
     candidates: int = 16
+    # An index of at most this many chunks is searched whole in memory (about 1.5 MB of vectors per 1,000):
+    # exact, and a thousandth of the time of a Chroma query; a larger one through Chroma's HNSW index.
+    in_memory_chunks: int = 1000
     max_quotes: int = 3
     max_question_chars: int = 2000
     history_turns: int = 1

@@ -109,15 +109,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def serve(args: argparse.Namespace) -> int:
     """Child mode: index corpus/ into a temporary folder, serve it, stop when the parent closes stdin."""
-    from assistant.answering.service import Assistant, build_services
-    from assistant.articles.chunking import Chunker
-    from assistant.articles.indexing import ingest
-    from assistant.articles.store import open_store
     from assistant.config import load_settings
     from assistant.edges.feedback import FeedbackStore
     from assistant.edges.ui import build_app
     from assistant.edges.web import running, web_app
     from assistant.embeddings import Embedder
+    from assistant.wiring import build, reindex
 
     with tempfile.TemporaryDirectory(prefix="load-") as tmp:
         overrides: dict[str, object] = {"index_dir": Path(tmp) / "index", "chroma_url": None, "staff_password": None}
@@ -127,13 +124,8 @@ def serve(args: argparse.Namespace) -> int:
             overrides["concurrency_limit"] = args.concurrency_limit
         settings = load_settings(**overrides)
         embedder = Embedder(settings.embed_model)
-        store = open_store(settings.index_dir, None)
-        try:
-            ingest(store, settings.corpus_dir, settings.index_dir, embedder, Chunker(), progress=False)
-        finally:
-            store.close()
-        assistant = Assistant(build_services(settings, embedder))
-        assistant.warm()
+        reindex(settings, embedder=embedder)
+        assistant = build(settings, embedder=embedder)
         app = web_app(build_app(assistant, settings, FeedbackStore(Path(tmp) / "feedback.sqlite3")), settings)
         with running(app, "127.0.0.1", args.port) as url:  # as production serves it, edge rules included
             print(f"READY {url} {settings.concurrency_limit} {settings.queue_max_size}", flush=True)

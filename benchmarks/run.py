@@ -44,20 +44,20 @@ IN_SCOPE = ROOT / "tests" / "data" / "in_scope.yaml"
 OUT = ROOT / "docs" / "benchmarks.md"
 ARTICLE = ROOT / "corpus" / "dry-needling-for-back-pain.md"
 CLIENT_LEVELS = (1, 2, 4, 8)
-PROJECT_CODE = r"(service|retrieval|answer|lexical|triage|embeddings)\.py"
+PROJECT_CODE = r"(service|retrieval|ranking|compose|lexical|triage|embeddings)\.py"
 COLD_QUESTION = "What is dry needling?"
 # The cold start's parts, timed inside one fresh process doing what `python -m assistant ask` does.
 COLD_PHASES = f"""
 import json, time
 started = time.perf_counter()
-import chromadb, sentence_transformers, assistant.service
+import chromadb, sentence_transformers, assistant.wiring, assistant.answering.service
 imported = time.perf_counter()
 from assistant.config import load_settings
-assistant = assistant.service.create_assistant(load_settings())
+assistant = assistant.wiring.build(load_settings())
 ready = time.perf_counter()
 assistant.ask({COLD_QUESTION!r})
 done = time.perf_counter()
-print(json.dumps({{"imports": imported - started, "create_assistant": ready - imported, "first ask": done - ready}}))
+print(json.dumps({{"imports": imported - started, "build": ready - imported, "first ask": done - ready}}))
 """
 
 # In-scope questions about the article, each with the section a good answer cites.
@@ -126,25 +126,16 @@ def prepare(folder: Path, medquad: Sequence[dict] = ()) -> tuple[Settings, list[
 
 def reindex(settings: Settings, embedder, progress: bool = False):
     """The project's own ``ingest``, as ``python ingest.py`` runs it."""
-    from assistant.articles.chunking import Chunker
-    from assistant.articles.indexing import ingest
-    from assistant.articles.store import open_store
+    from assistant.wiring import reindex
 
-    store = open_store(settings.index_dir, settings.chroma_url)
-    try:
-        chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
-        return ingest(store, settings.corpus_dir, settings.index_dir, embedder, chunker, progress=progress)
-    finally:
-        store.close()
+    return reindex(settings, embedder=embedder, progress=progress)
 
 
 def make_assistant(settings: Settings, embedder):
-    """The assistant as ``create_assistant`` builds it, sharing one loaded model across the benchmark."""
-    from assistant.answering.service import Assistant, build_services
+    """The assistant as the app builds it, sharing one loaded model across the benchmark."""
+    from assistant.wiring import build
 
-    assistant = Assistant(build_services(settings, embedder))
-    assistant.warm()
-    return assistant
+    return build(settings, embedder=embedder)
 
 
 def floor_of(assistant) -> Callable[[str], object]:
@@ -306,7 +297,7 @@ def cold_start(args, settings: Settings, report: Report) -> None:
         cold <= 8,
         why=f"{phases['imports']:.2f} s of it are imports (sentence-transformers pulls in torch, transformers and, "
         "through `sentence_transformers.util`, scikit-learn and SciPy; then chromadb); "
-        f"{phases['create_assistant']:.2f} s load the model, embed the triage examples and open the index; "
+        f"{phases['build']:.2f} s load the model, embed the triage examples and open the index; "
         f"{phases['first ask']:.2f} s answer the first question, mostly embedding the sentences of every retrieved "
         f"chunk for the first time. The 1-minute load average when the cold starts began was {load:.2f} on 2 cores.",
     )
@@ -439,13 +430,13 @@ def serving(args, tmp: Path, settings: Settings, assistant, report: Report) -> N
 
 def scale(args, tmp: Path, embedder, small, report: Report) -> None:
     """The MedQuAD articles as distractors: ingest, reindex, warm latency and retrieval quality."""
-    from assistant.articles.chunking import Chunker
     from assistant.articles.corpus import load_corpus, parse_article
     from assistant.articles.indexing import desired_chunks
+    from assistant.wiring import chunker as chunker_for
 
     rows = _medquad.load(args.medquad, args.articles)
     settings, paths = prepare(tmp / "scale", rows)
-    chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
+    chunker = chunker_for(settings)
     texts = [chunk.text for chunk in desired_chunks(load_corpus(settings.corpus_dir), chunker).values()]
     # Raw embedding is timed in two halves, one before and one after the ingest, so that a change in the
     # machine's load during the run weighs on both alike.

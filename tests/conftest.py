@@ -53,15 +53,10 @@ def embedder():
 
 
 def build_index(corpus_dir: Path, index_dir: Path, embedder, chroma_url: str | None = None, **kwargs):
-    from assistant.articles.chunking import Chunker
-    from assistant.articles.indexing import ingest
-    from assistant.articles.store import open_store
+    """``python ingest.py`` of ``corpus_dir`` into ``index_dir``, with the one loaded model."""
+    from assistant.wiring import reindex
 
-    store = open_store(index_dir, chroma_url)
-    try:
-        return ingest(store, corpus_dir, index_dir, embedder, Chunker(), progress=False, **kwargs)
-    finally:
-        store.close()
+    return reindex(make_settings(corpus_dir, index_dir, chroma_url=chroma_url), embedder=embedder, **kwargs)
 
 
 def make_settings(corpus_dir: Path, index_dir: Path, **overrides):
@@ -71,11 +66,9 @@ def make_settings(corpus_dir: Path, index_dir: Path, **overrides):
 
 
 def make_assistant(settings, embedder):
-    from assistant.answering.service import Assistant, build_services
+    from assistant.wiring import build
 
-    assistant = Assistant(build_services(settings, embedder))
-    assistant.warm()
-    return assistant
+    return build(settings, embedder=embedder)
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import stat
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_port
 from gradio_client import Client
 
 from assistant.edges.accounts import AccountError, Gatekeeper, UserFile, hash_password, verify_password
@@ -117,12 +116,6 @@ def test_the_shortcut_password_signs_in_without_a_name(users):
     assert gate.sign_in("", SECRET) == (None, "")
     assert Gatekeeper(None, shortcut_password=None).enabled() is False
     assert Gatekeeper(users).enabled() is True
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import struct
 import threading
 from collections.abc import Iterator
@@ -17,18 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
-from assistant.answering.service import Assistant, build_services
+from assistant.answering.service import Assistant
 from assistant.answering.triage import load_rules
-from assistant.articles.chunking import Chunker
 from assistant.articles.corpus import DISCLAIMER, SEEK_HELP, default_safety, load_corpus
-from assistant.articles.indexing import ingest
-from assistant.articles.store import open_store
 from assistant.config import Settings, load_settings
 from assistant.edges import page as chat_page
 from assistant.edges.feedback import FeedbackStore
 from assistant.edges.ui import build_app
 from assistant.embeddings import Embedder
+from assistant.wiring import build, reindex
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -85,20 +83,14 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Embedde
     tmp = tmp_path_factory.mktemp("browser")
     settings = load_settings(corpus_dir=CORPUS, index_dir=tmp / "index", chroma_url=None, staff_password=None)
     embedder = Embedder(settings.embed_model)
-    store = open_store(settings.index_dir, None)
-    try:
-        ingest(store, settings.corpus_dir, settings.index_dir, embedder, Chunker(), progress=False)
-    finally:
-        store.close()
+    reindex(settings, embedder=embedder)
     return settings, embedder, tmp
 
 
 @contextmanager
 def serving(assistant: Assistant, settings: Settings, feedback: FeedbackStore | None) -> Iterator[str]:
     app = build_app(assistant, settings, feedback)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **chat_page.assets())
     try:
         yield f"http://127.0.0.1:{port}/"
@@ -109,8 +101,7 @@ def serving(assistant: Assistant, settings: Settings, feedback: FeedbackStore | 
 @pytest.fixture(scope="module")
 def chat_assistant(indexed) -> Assistant:
     settings, embedder, _ = indexed
-    assistant = Assistant(build_services(settings, embedder))
-    assistant.warm()
+    assistant = build(settings, embedder=embedder)
     return assistant
 
 
@@ -478,8 +469,7 @@ def test_question_box_and_conversation_have_accessible_names(page):
 def held_assistant(settings: Settings, embedder: Embedder) -> tuple[Settings, Assistant, threading.Event]:
     """One answer at a time, one waiting place, and every answer held until ``release`` is set."""
     tiny = settings.model_copy(update={"concurrency_limit": 1, "queue_max_size": 1})
-    assistant = Assistant(build_services(tiny, embedder))
-    assistant.warm()
+    assistant = build(tiny, embedder=embedder)
     release = threading.Event()
     answer = assistant.ask
 
@@ -531,9 +521,7 @@ def serving_guarded(assistant: Assistant, settings: Settings, feedback: Feedback
     """The chat as production serves it: the Gradio app mounted behind the HTTP edge rules."""
     from assistant.edges.web import running, web_app
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     with running(web_app(build_app(assistant, settings, feedback), settings), "127.0.0.1", port) as url:
         yield url
 

@@ -14,8 +14,6 @@ import pytest
 import yaml
 
 from assistant.answering.compose import ANSWERED, NOT_COVERED, Reply, Source
-from assistant.articles.chunking import Chunker
-from assistant.articles.indexing import ingest
 from assistant.articles.store import open_store
 from assistant.config import load_settings
 from assistant.errors import EvalFileError
@@ -31,6 +29,7 @@ from assistant.evaluation.evalset import (
     table_text,
     write_report,
 )
+from assistant.wiring import reindex
 
 ROOT = Path(__file__).resolve().parent.parent
 STAFF_SET = ROOT / "corpus" / "staff-set.yaml"
@@ -388,13 +387,7 @@ def copy_corpus(tmp_path: Path, drop_section: str | None = None) -> Path:
 
 
 def gated_ingest(settings, embedder, gate=None, full=False):
-    store = open_store(settings.index_dir, None)
-    try:
-        return ingest(
-            store, settings.corpus_dir, settings.index_dir, embedder, Chunker(), gate=gate, full=full, progress=False
-        )
-    finally:
-        store.close()
+    return reindex(settings, embedder=embedder, gate=gate, full=full)
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -23,20 +22,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
-from assistant.answering import retrieval
 from assistant.answering.compose import SAFETY_RULE, safety_text
-from assistant.answering.service import Assistant, build_services, create_assistant
-from assistant.articles.chunking import Chunker
+from assistant.answering.service import Assistant
 from assistant.articles.corpus import default_safety, load_corpus
-from assistant.articles.indexing import ingest
-from assistant.articles.store import open_store
 from assistant.config import Settings, load_settings
 from assistant.edges.cli import main as cli_main
 from assistant.edges.feedback import FeedbackStore
 from assistant.edges.ui import build_app
 from assistant.embeddings import Embedder
 from assistant.errors import IndexMissing, ModelUnavailable, StoreUnavailable
+from assistant.wiring import build, reindex
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -54,12 +51,6 @@ pytestmark = pytest.mark.slow
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def expected_safety(corpus_dir: Path) -> str:
@@ -92,11 +83,7 @@ def errors_logged(caplog: pytest.LogCaptureFixture, *words: str) -> list[str]:
 
 
 def ingest_in_process(settings: Settings, embedder: Embedder) -> None:
-    store = open_store(settings.index_dir, settings.chroma_url)
-    try:
-        report = ingest(store, settings.corpus_dir, settings.index_dir, embedder, Chunker(), progress=False)
-    finally:
-        store.close()
+    report = reindex(settings, embedder=embedder)
     assert report.published, report.message
 
 
@@ -158,8 +145,7 @@ def config(tmp_path: Path, corpus: Path) -> Settings:
 
 
 def start_assistant(settings: Settings, embedder: Embedder) -> Assistant:
-    assistant = Assistant(build_services(settings, embedder))
-    assistant.warm()
+    assistant = build(settings, embedder=embedder)
     return assistant
 
 
@@ -194,7 +180,7 @@ def test_corrupt_index_files_reply_unavailable_and_the_advised_reingest_repairs_
     config, model, tmp_path, caplog, capsys, monkeypatch, search
 ):
     if search == "chroma":  # as for an index too large to be held in memory
-        monkeypatch.setattr(retrieval, "IN_MEMORY_CHUNKS", 0)
+        config = config.model_copy(update={"in_memory_chunks": 0})
     ingest_in_process(config, model)
     assistant = start_assistant(config, model)
     with serving(assistant, config, tmp_path) as ask:
@@ -261,7 +247,7 @@ def test_missing_embedding_model_stops_start_up_naming_the_setting(tmp_path, mon
     monkeypatch.setenv("ASSISTANT_EMBED_MODEL", str(missing))
     config = load_settings(corpus_dir=CORPUS, index_dir=tmp_path / "index")
     with pytest.raises(ModelUnavailable) as raised:
-        create_assistant(config)
+        build(config)
     message = str(raised.value)
     assert "ASSISTANT_EMBED_MODEL" in message
     assert str(missing) in message
@@ -359,7 +345,7 @@ def test_chroma_server_going_away_replies_unavailable_then_recovers_when_it_is_b
 ):
     monkeypatch.setenv("ASSISTANT_CHROMA_URL", chroma.url)
     # Searched by the server, as an index too large to be held in memory is.
-    monkeypatch.setattr(retrieval, "IN_MEMORY_CHUNKS", 0)
+    monkeypatch.setenv("ASSISTANT_IN_MEMORY_CHUNKS", "0")
     config = load_settings(corpus_dir=corpus, index_dir=tmp_path / "index")
     assert config.chroma_url == chroma.url
     ingest_in_process(config, model)

@@ -18,16 +18,14 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from assistant.answering.compose import SAFETY_RULE, safety_text
-from assistant.answering.service import Assistant, build_services
+from assistant.answering.service import Assistant
 from assistant.answering.triage import TIERS
-from assistant.articles.chunking import Chunker
 from assistant.articles.corpus import DISCLAIMER, SEEK_HELP, default_safety, load_corpus
-from assistant.articles.indexing import ingest
-from assistant.articles.store import open_store
 from assistant.config import load_settings
 from assistant.edges import page
 from assistant.edges.ui import reply_messages, shown
 from assistant.embeddings import Embedder
+from assistant.wiring import build, reindex
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -109,13 +107,8 @@ fewer = settings(hostile, max_examples=25)  # each example embeds several clause
 
 def build_assistant(corpus_dir: Path, index_dir: Path, embedder: Embedder) -> Assistant:
     config = load_settings(corpus_dir=corpus_dir, index_dir=index_dir, chroma_url=None)
-    store = open_store(config.index_dir, None)
-    try:
-        ingest(store, config.corpus_dir, config.index_dir, embedder, Chunker(), progress=False)
-    finally:
-        store.close()
-    assistant = Assistant(build_services(config, embedder))
-    assistant.warm()
+    reindex(config, embedder=embedder)
+    assistant = build(config, embedder=embedder)
     return assistant
 
 

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
-from assistant.answering.service import Assistant, build_services
-from assistant.articles.chunking import Chunker
-from assistant.articles.indexing import ingest
-from assistant.articles.store import open_store
 from assistant.config import load_settings
 from assistant.edges.ui import build_app
 from assistant.embeddings import Embedder
+from assistant.wiring import build, reindex
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "load.py"
@@ -57,17 +54,10 @@ def tiny_queue_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         corpus_dir=ROOT / "corpus", index_dir=tmp / "index", chroma_url=None, concurrency_limit=1, queue_max_size=2
     )
     embedder = Embedder(settings.embed_model)
-    store = open_store(settings.index_dir, None)
-    try:
-        ingest(store, settings.corpus_dir, settings.index_dir, embedder, Chunker(), progress=False)
-    finally:
-        store.close()
-    assistant = Assistant(build_services(settings, embedder))
-    assistant.warm()
+    reindex(settings, embedder=embedder)
+    assistant = build(settings, embedder=embedder)
     app = build_app(assistant, settings)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 from conftest import ROOT
 
-from assistant.answering import retrieval
-
 QUESTIONS = [case["question"] for case in yaml.safe_load((ROOT / "tests/data/in_scope.yaml").read_text())]
 
 
-def test_small_index_is_searched_in_memory_with_chromas_results(assistant, embedder, monkeypatch):
+def test_small_index_is_searched_in_memory_with_chromas_results(assistant, embedder):
     snapshot = assistant.reader.snapshot()
-    assert snapshot.manifest.chunks <= retrieval.IN_MEMORY_CHUNKS
+    assert snapshot.manifest.chunks <= snapshot.in_memory_chunks
+    large = dataclasses.replace(snapshot, in_memory_chunks=0)  # as an index too large for memory is searched
     for question in QUESTIONS:
         vector = embedder.encode_one(question)
         in_memory = snapshot.search(vector, 12)
-        monkeypatch.setattr(retrieval, "IN_MEMORY_CHUNKS", 0)
-        through_chroma = snapshot.search(vector, 12)
-        monkeypatch.undo()
+        through_chroma = large.search(vector, 12)
         assert [h.chunk_id for h in in_memory] == [h.chunk_id for h in through_chroma], question
         assert [h.score for h in in_memory] == pytest.approx([h.score for h in through_chroma], abs=1e-5)
         assert in_memory[0].text and in_memory[0].section and in_memory[0].article

@@ -5,11 +5,10 @@ chat, is answered with that passage as its first quote. No restart."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SMALL_GATE, build_index, make_assistant, make_settings
+from conftest import ROOT, SMALL_GATE, build_index, free_port, make_assistant, make_settings
 
 from assistant.edges import audit
 from assistant.edges.review import with_review
@@ -48,9 +47,7 @@ def served(corpus_copy, tmp_path, embedder):
     )
     chat, _ = with_review(make_assistant(settings, embedder), None, settings)
     app = build_app(chat, settings, None)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/", settings, chat

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
 import textwrap
 import threading
 import urllib.request
@@ -14,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 import yaml
+from conftest import free_port
 from gradio_client import Client, handle_file
 
 from assistant.answering.service import Assistant
@@ -51,12 +51,6 @@ def like(index: int, liked: bool = True) -> gr.LikeData:
 @pytest.fixture(scope="module")
 def version(assistant) -> int:
     return assistant.reader.snapshot().manifest.version
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def launch(assistant: Assistant, password: str | None, feedback: FeedbackStore):

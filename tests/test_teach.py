@@ -42,7 +42,7 @@ def added_lines(before: bytes, after: bytes) -> list[str]:
 
 @pytest.fixture
 def teacher(corpus_copy, embedder):
-    return Teacher(corpus_copy, embedder)
+    return Teacher.from_settings(make_settings(corpus_copy, corpus_copy.parent / "index"), embedder)
 
 
 def test_attached_question_is_answered_from_that_section_after_ingest(

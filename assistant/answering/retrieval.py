@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -43,9 +43,6 @@ class Scoped:
 
 
 SCOPE_CACHE = 32  # scopes kept per snapshot; each is a set of articles that declare subject words
-# An index this small is searched whole in memory (about 1.5 MB of vectors): exact, and a thousandth of
-# the time of a Chroma query. Larger ones are searched by Chroma's HNSW index, unless a question is scoped.
-IN_MEMORY_CHUNKS = 1000
 
 
 @dataclass(frozen=True)
@@ -54,18 +51,25 @@ class Snapshot:
 
     manifest: Manifest
     collection: Collection
-    subjects: dict[str, list[str]] = field(init=False)  # source -> its subject words, for articles with some
-    topics: tuple[str, ...] = field(init=False)  # what the articles are about ("dry needling")
-    phrasings: dict[str, dict[str, list[str]]] = field(init=False)  # source -> {key phrase: questions}
-    _scoped: dict[tuple[str, ...], Scoped] = field(init=False, default_factory=dict)
+    subjects: dict[str, list[str]]  # source -> its subject words, for articles with some
+    topics: tuple[str, ...]  # what the articles are about ("dry needling")
+    phrasings: dict[str, dict[str, list[str]]]  # source -> {key phrase: questions}
+    # An index of at most this many chunks is searched whole in memory (ASSISTANT_IN_MEMORY_CHUNKS).
+    in_memory_chunks: int = 1000
+    _scoped: dict[tuple[str, ...], Scoped] = field(default_factory=dict, repr=False)
 
-    def __post_init__(self) -> None:
-        subjects = {source: list(a["subject"]) for source, a in self.manifest.articles.items() if a.get("subject")}
-        object.__setattr__(self, "subjects", subjects)
-        topics = dict.fromkeys(t for a in self.manifest.articles.values() for t in a.get("topic") or ())
-        object.__setattr__(self, "topics", tuple(topics))
-        phrasings = {source: a["phrasings"] for source, a in self.manifest.articles.items() if a.get("phrasings")}
-        object.__setattr__(self, "phrasings", phrasings)
+    @classmethod
+    def of(cls, manifest: Manifest, collection: Collection, in_memory_chunks: int = 1000) -> Snapshot:
+        """``collection`` opened as ``manifest``'s version, with what its articles declare read once."""
+        articles = manifest.articles
+        return cls(
+            manifest,
+            collection,
+            subjects={source: list(a["subject"]) for source, a in articles.items() if a.get("subject")},
+            topics=tuple(dict.fromkeys(t for a in articles.values() for t in a.get("topic") or ())),
+            phrasings={source: a["phrasings"] for source, a in articles.items() if a.get("phrasings")},
+            in_memory_chunks=in_memory_chunks,
+        )
 
     def scope(self, question: str) -> list[str]:
         """The articles whose subject words the question uses; none when it uses none (or every article's)."""
@@ -74,7 +78,7 @@ class Snapshot:
 
     def search(self, vector: np.ndarray, k: int, scope: list[str] | None = None) -> list[Hit]:
         """The ``k`` nearest chunks by cosine similarity, from the ``scope`` articles if given."""
-        if scope or self.manifest.chunks <= IN_MEMORY_CHUNKS:
+        if scope or self.manifest.chunks <= self.in_memory_chunks:
             chunks = self._scoped_chunks(scope or [])
             similarity = chunks.vectors @ vector
             best = np.argsort(-similarity, kind="stable")[:k]
@@ -131,9 +135,12 @@ def _hit(record_id: str, text: str, meta: dict, similarity: float) -> Hit:
 class IndexReader:
     """Hands out the current snapshot, switching when ingest publishes a new version."""
 
-    def __init__(self, store: IndexStore, model_id: str, recheck_seconds: float | None = None) -> None:
+    def __init__(
+        self, store: IndexStore, model_id: str, recheck_seconds: float | None = None, in_memory_chunks: int = 1000
+    ) -> None:
         self.store = store
         self.model_id = model_id
+        self.in_memory_chunks = in_memory_chunks
         # A local pointer is a file stat (microseconds); a server pointer is a request.
         self.recheck_seconds = (
             recheck_seconds if recheck_seconds is not None else (1.0 if isinstance(store, ServerStore) else 0.0)
@@ -164,7 +171,7 @@ class IndexReader:
                     f"{self.model_id!r}: run python ingest.py to rebuild it, or set "
                     f"ASSISTANT_EMBED_MODEL={manifest.model}"
                 )
-            self._snapshot = Snapshot(manifest, self.store.open(manifest))
+            self._snapshot = Snapshot.of(manifest, self.store.open(manifest), self.in_memory_chunks)
             self._token, self._checked = token, now
             return self._snapshot
 
@@ -172,6 +179,14 @@ class IndexReader:
         """Drop the open snapshot so the next call reopens the store (after a failure)."""
         with self._lock:
             self._snapshot, self._token = None, None
+
+
+class Reader(Protocol):
+    """Where ``Assistant`` gets the version it answers from: the live index, or one pinned version."""
+
+    def snapshot(self) -> Snapshot: ...
+
+    def forget(self) -> None: ...
 
 
 class PinnedReader:

@@ -12,18 +12,18 @@ from typing import Any
 import numpy as np
 
 from ..articles.corpus import default_safety, load_corpus
-from ..articles.store import IndexStore, open_store
+from ..articles.store import IndexStore
 from ..config import Settings
 from ..embeddings import Embedder
 from ..errors import AssistantError, StoreUnavailable
 from . import compose, ranking
 from .compose import NOT_COVERED, REJECTED, UNAVAILABLE, URGENT, Reply
-from .retrieval import Hit, IndexReader, PinnedReader, Snapshot
+from .retrieval import Hit, IndexReader, Reader, Snapshot
 from .triage import (
     SafetyRules,
     Topic,
     clauses_to_embed,
-    example_texts,
+    embed_examples,
     load_rules,
     not_covered_examples,
     not_covered_topic,
@@ -58,16 +58,6 @@ class Services:
     rules: SafetyRules
 
 
-def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
-    rules = load_rules(settings.corpus_dir)
-    return Services(
-        settings=settings,
-        embedder=embedder or Embedder(settings.embed_model),
-        store=open_store(settings.index_dir, settings.chroma_url),
-        rules=rules,
-    )
-
-
 def user_turns(history: History) -> list[str]:
     """The patient's earlier messages: plain strings, Gradio message dicts or (user, bot) pairs."""
     turns = []
@@ -83,10 +73,12 @@ def user_turns(history: History) -> list[str]:
 
 
 class Assistant:
-    def __init__(self, services: Services, reader: IndexReader | PinnedReader | None = None) -> None:
+    def __init__(self, services: Services, reader: Reader | None = None) -> None:
         self.services = services
         self.settings = services.settings
-        self.reader = reader or IndexReader(services.store, services.embedder.model_id)
+        self.reader = reader or IndexReader(
+            services.store, services.embedder.model_id, in_memory_chunks=services.settings.in_memory_chunks
+        )
         self._spelling: tuple[int, ranking.Speller | None] = (-1, None)
         self._chunks: dict[tuple[int, str], tuple[list[ranking.Sentence], np.ndarray, list[np.ndarray]]] = {}
         self._examples: dict[tuple[str, ...], np.ndarray] = {}
@@ -108,10 +100,7 @@ class Assistant:
 
     def warm(self) -> None:
         """Load the model, embed the triage examples and open the index before the first patient."""
-        texts, owner = example_texts(self.services.rules)
-        kept = self._vectors(texts)
-        self.services.rules.example_vectors = np.stack([kept[t] for t in texts])
-        self.services.rules.example_owner = owner
+        self.services.rules = embed_examples(self.services.rules, self._vectors)
         snapshot = self.reader.snapshot()  # no index, or one without safety text: refuse to start
         self._safety = snapshot.manifest.safety_for()
         title = snapshot.manifest.title_of(snapshot.manifest.default_source)
@@ -121,12 +110,7 @@ class Assistant:
 
     def reload_rules(self) -> None:
         """Read corpus/safety again (staff published a change): red flags and not-covered examples."""
-        rules = load_rules(self.settings.corpus_dir)
-        texts, owner = example_texts(rules)
-        kept = self._vectors(texts)
-        rules.example_vectors = np.stack([kept[t] for t in texts])
-        rules.example_owner = owner
-        self.services.rules = rules
+        self.services.rules = embed_examples(load_rules(self.settings.corpus_dir), self._vectors)
         self._examples, self._spelling = {}, (-1, None)
 
     def nearest_topic(self, vector: np.ndarray, topics: tuple[str, ...]) -> Topic | None:
@@ -386,9 +370,3 @@ def with_context(vector: np.ndarray, context: np.ndarray | None) -> np.ndarray:
         return vector
     combined = vector + CONTEXT_WEIGHT * context
     return combined / np.linalg.norm(combined)
-
-
-def create_assistant(settings: Settings) -> Assistant:
-    assistant = Assistant(build_services(settings))
-    assistant.warm()
-    return assistant

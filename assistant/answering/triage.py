@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +191,14 @@ def example_texts(rules: SafetyRules) -> tuple[list[str], tuple[int, ...]]:
     return texts, tuple(owner)
 
 
+def embed_examples(rules: SafetyRules, vectors: Callable[[list[str]], Mapping[str, np.ndarray]]) -> SafetyRules:
+    """``rules`` with every example embedded: triage then compares clauses by meaning as well as by pattern."""
+    texts, owner = example_texts(rules)
+    kept = vectors(texts)
+    stacked = np.stack([kept[t] for t in texts]) if texts else None
+    return replace(rules, example_vectors=stacked, example_owner=owner)
+
+
 def normalise(text: str) -> str:
     """Lower case, compatible characters, straight apostrophes, single spaces."""
     text = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
@@ -258,6 +266,8 @@ def triage(
     if whole and len(every) > 1 and all(comparable(c, rules) or len(c.split()) < MIN_CLAUSE_WORDS for c in every):
         if not any(over for _, over in affirmed) and not any(_HEDGED.search(c) for c in every):
             candidates.append(whole)
+    if clause_vectors is not None and rules.example_vectors is None and any(f.examples for f in rules.flags):
+        raise ValueError("triage by meaning needs the rules' examples embedded first: see embed_examples")
     if clause_vectors is not None and rules.example_vectors is not None and candidates:
         resolved = {c for c, over in affirmed if over}
         similarity = clause_vectors(candidates) @ rules.example_vectors.T

@@ -53,8 +53,10 @@ def chunk_id(source: str, section: str, text: str) -> str:
 
 @dataclass(frozen=True)
 class Chunker:
-    chunk_size: int = 1000
-    chunk_overlap: int = 0
+    """Sections cut into chunks of at most ``chunk_size`` characters (ASSISTANT_CHUNK_SIZE and _OVERLAP)."""
+
+    chunk_size: int
+    chunk_overlap: int
 
     def fingerprint_parts(self) -> dict[str, object]:
         return {"schema": SCHEMA_VERSION, "headers": HEADERS, **asdict(self)}

@@ -21,9 +21,9 @@ def _print(text: str = "", file=None) -> None:  # noqa: ANN001 - a stream
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from ..answering.service import create_assistant
+    from ..wiring import build
 
-    assistant = create_assistant(settings)
+    assistant = build(settings)
     questions = (line.rstrip("\n") for line in sys.stdin) if args.question == "-" else [args.question]
     for question in questions:
         reply = assistant.ask(question)
@@ -39,11 +39,10 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ..answering.triage import load_rules
-    from ..articles.chunking import Chunker
     from ..articles.corpus import load_corpus
-    from ..articles.indexing import Coordination, ingest, rollback
-    from ..articles.store import open_store
+    from ..articles.indexing import Coordination, rollback
     from ..embeddings import Embedder
+    from ..wiring import opened, reindex
 
     if args.check:
         from ..articles.corpus import check_phrasings
@@ -59,36 +58,27 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             f"{len(rules.topics)} not-covered topics in {settings.corpus_dir}"
         )
         return 0
-    store = open_store(settings.index_dir, settings.chroma_url)
-    try:
-        coordination = Coordination.from_settings(settings)  # a database server: its lock and ledgers
-        if args.rollback:
-            manifest = rollback(store, settings.index_dir, coordination)
-            _print(f"Rolled back: version {manifest.version} (built {manifest.built_at}) is active again.")
-            return 0
-        load_rules(settings.corpus_dir)  # a broken rules file stops ingest before anything is written
-        embedder = Embedder(settings.embed_model)
-        gate = None
-        if args.gate:
-            from ..evaluation.evalset import make_gate
+    if args.rollback:
+        with opened(settings) as store:  # a database server: its lock and ledgers
+            manifest = rollback(store, settings.index_dir, Coordination.from_settings(settings))
+        _print(f"Rolled back: version {manifest.version} (built {manifest.built_at}) is active again.")
+        return 0
+    load_rules(settings.corpus_dir)  # a broken rules file stops ingest before anything is written
+    embedder = Embedder(settings.embed_model)
+    gate = None
+    if args.gate:
+        from ..evaluation.evalset import make_gate
 
-            gate = make_gate(Path(args.gate), settings, embedder=embedder)
-        report = ingest(
-            store,
-            settings.corpus_dir,
-            settings.index_dir,
-            embedder,
-            Chunker(settings.chunk_size, settings.chunk_overlap),
-            dry_run=args.dry_run,
-            full=args.full,
-            keep_versions=settings.keep_versions,
-            gate=gate,
-            progress=not args.quiet,
-            log=lambda line: _print(line, sys.stderr),
-            coordination=coordination,
-        )
-    finally:
-        store.close()
+        gate = make_gate(Path(args.gate), settings, embedder=embedder)
+    report = reindex(
+        settings,
+        embedder=embedder,
+        dry_run=args.dry_run,
+        full=args.full,
+        gate=gate,
+        progress=not args.quiet,
+        log=lambda line: _print(line, sys.stderr),
+    )
     if report.published:
         from .audit import record
 

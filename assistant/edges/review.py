@@ -212,23 +212,13 @@ def add_case(path: Path, question: str, expect: str, section: str | None = None)
 def publish(settings: Settings, embedder: Any, staff_set: Path) -> tuple[bool, str]:
     """The ingest ``python ingest.py --gate <staff_set>`` runs: (published or up to date, its report)."""
     from ..answering.triage import load_rules
-    from ..articles.chunking import Chunker
-    from ..articles.indexing import ingest
-    from ..articles.store import open_store
     from ..evaluation.evalset import make_gate
+    from ..wiring import reindex
 
     lines: list[str] = []
     load_rules(settings.corpus_dir)  # a broken rules file stops here, before anything is written
     gate = make_gate(staff_set, settings, embedder=embedder)
-    store = open_store(settings.index_dir, settings.chroma_url)
-    try:
-        report = ingest(
-            store, settings.corpus_dir, settings.index_dir, embedder,
-            Chunker(settings.chunk_size, settings.chunk_overlap),
-            keep_versions=settings.keep_versions, gate=gate, progress=False, log=lines.append,
-        )  # fmt: skip
-    finally:
-        store.close()
+    report = reindex(settings, embedder=embedder, gate=gate, log=lines.append)
     return not report.refused, "\n".join([*lines, report.summary()])
 
 

@@ -24,7 +24,7 @@ from ..answering.triage import (
     NOT_COVERED_FILE,
     SafetyRules,
     clauses_to_embed,
-    example_texts,
+    embed_examples,
     load_rules,
     nearest_flag,
     not_covered_topic,
@@ -35,6 +35,7 @@ from ..articles.corpus import Article, article_sentences, load_corpus, phrasings
 from ..config import Settings
 from ..embeddings import Embedder
 from ..errors import TeachRefused
+from ..wiring import chunker
 
 KEY_WORDS = 8  # a new key starts as the sentence's first words, lengthened until only that sentence holds it
 
@@ -54,6 +55,7 @@ class Teacher:
 
     corpus_dir: Path
     embedder: Embedder
+    chunker: Chunker  # sections as the index cuts them
     own_offset: float = 0.1
     unphrased_offset: float = -0.1
     max_question_chars: int = 2000
@@ -63,6 +65,7 @@ class Teacher:
         return cls(
             settings.corpus_dir,
             embedder or Embedder(settings.embed_model),
+            chunker(settings),
             settings.own_offset,
             settings.unphrased_offset,
             settings.max_question_chars,
@@ -71,18 +74,14 @@ class Teacher:
     # -- reading --------------------------------------------------------------------------------
 
     def rules(self) -> SafetyRules:
-        rules = load_rules(self.corpus_dir)
-        texts, owner = example_texts(rules)
-        kept = self.embedder.encode_kept(texts)  # the same examples recur on every action: embedded once
-        rules.example_vectors = np.stack([kept[t] for t in texts]) if texts else None
-        rules.example_owner = owner
-        return rules
+        # The same examples recur on every action: encode_kept embeds each once.
+        return embed_examples(load_rules(self.corpus_dir), self.embedder.encode_kept)
 
     def sections(self, articles: Sequence[Article]) -> dict[tuple[str, str], list[Hit]]:
         """(article source, section path) -> its chunks, as retrieval would hand them to ranking."""
         found: dict[tuple[str, str], list[Hit]] = {}
         for article in articles:
-            for chunk in Chunker().split(article):
+            for chunk in self.chunker.split(article):
                 hit = Hit(chunk.chunk_id, chunk.article, chunk.source, chunk.section, chunk.text, 0.0, chunk.position)
                 found.setdefault((chunk.source, chunk.section), []).append(hit)
         return found

@@ -254,11 +254,11 @@ def serve_forever(app: FastAPI, host: str, port: int) -> None:
 
 def serve(settings: Settings) -> None:
     """The chat for patients (and the staff tab, when it is on), until the process is stopped."""
-    from ..answering.service import create_assistant
+    from ..wiring import build
     from .feedback import FeedbackStore
     from .review import with_review
 
-    assistant = create_assistant(settings)
+    assistant = build(settings)
     feedback = FeedbackStore.from_settings(settings)  # SQLite, or ASSISTANT_DATABASE_URL; schema brought up to date
 
     assistant, feedback = with_review(assistant, feedback, settings)  # the review queue, when it is on

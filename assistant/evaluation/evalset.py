@@ -412,13 +412,13 @@ def write_report(path: Path, results: Sequence[Result], title: str) -> None:
 
 def run_eval_command(path: Path, settings: Settings, report: str | Path | None = None) -> int:
     """``python -m assistant eval FILE``: 0 when every case passes, 1 otherwise."""
-    from ..answering.service import create_assistant
+    from ..wiring import build
 
     report_path = Path(report) if report else None
     if report_path is not None and report_path.suffix.lower() not in REPORTS:
         raise EvalFileError(f"report {report_path}: name it .md (Markdown) or .html (HTML)")
     cases = load_cases(path)
-    assistant = create_assistant(settings)
+    assistant = build(settings)
     assistant.reader.snapshot()  # no index or the wrong model: one clear error, not a table of failures
     results = run_eval(cases, assistant.ask)
     _out(table_text(results))
@@ -431,18 +431,18 @@ def run_eval_command(path: Path, settings: Settings, report: str | Path | None =
 def make_gate(path: Path, settings: Settings, embedder: Embedder | None = None) -> Gate:
     """An ingest gate: publish the candidate version only if this test set passes on it."""
     from ..answering.retrieval import PinnedReader, Snapshot
-    from ..answering.service import Assistant, build_services
+    from ..wiring import build
 
     cases = load_cases(path)  # a malformed set stops ingest before anything is built
 
     def gate(manifest: Manifest, collection: Collection) -> tuple[bool, str]:
-        services = build_services(settings, embedder)
+        candidate = PinnedReader(Snapshot.of(manifest, collection, settings.in_memory_chunks))
+        assistant = build(settings, embedder=embedder, reader=candidate, warm=False)
         try:
-            assistant = Assistant(services, reader=PinnedReader(Snapshot(manifest, collection)))
             assistant.warm()
             results = run_eval(cases, assistant.ask)
         finally:
-            services.store.close()
+            assistant.services.store.close()
         return all_passed(results), f"Test set {path}:\n{table_text(results)}"
 
     return gate

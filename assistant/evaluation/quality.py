@@ -92,9 +92,9 @@ def run_quality(
     """Score each patient set and K-QA; exit 1 if the test split or K-QA misses a target.
 
     Misses are listed for every set but the ``held_out`` ones, which are never tuned on."""
-    from ..answering.service import create_assistant
+    from ..wiring import build
 
-    assistant = create_assistant(settings)
+    assistant = build(settings)
     columns: list[tuple[str, Scores]] = []
     for path in sets:
         patient_set = load_patient_set(path)
