@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     max_quotes: int = 3
     max_question_chars: int = 2000
     history_turns: int = 1
+    # A message of at most this many words, or one that refers back ("does it hurt?"), is read with the last one.
+    follow_up_words: int = 8
+    # and leans on it with this weight (the earlier message's vector, added to its own).
+    context_weight: float = 0.5
+    # At most this much of a message is embedded (about 90 tokens; patients' stories run to about
+    # 300 characters): its end, where a story's question is. Triage patterns still read all of it.
+    embedded_chars: int = 400
+    # A message longer than this is a story: embedded once, with its topic said as "it".
+    story_chars: int = 300
     keep_versions: int = 2
 
     host: str = "127.0.0.1"

@@ -244,13 +244,13 @@ def quality(assistant, cases: list[tuple[str, str]]) -> list[Graded]:
     graded = []
     for question, expected in cases:
         reply = assistant.ask(question)
-        hits = reply.details.get("hits", [])
+        hits = reply.trace.hits
         graded.append(
             Graded(
                 question,
-                any(h["article"] == article and section_matches(expected, h["section"]) for h in hits[:3]),
+                any(h.article == article and section_matches(expected, h.section) for h in hits[:3]),
                 any(s.article == article and section_matches(expected, s.section) for s in reply.sources[:3]),
-                f"{hits[0]['article']} > {hits[0]['section']}" if hits else "-",
+                f"{hits[0].article} > {hits[0].section}" if hits else "-",
             )
         )
     return graded

@@ -46,7 +46,7 @@ def test_quotes_are_verbatim_from_the_article(assistant):
 def test_every_red_flag_is_caught(assistant, case):
     reply = assistant.ask(case["message"])
     assert reply.status == "urgent"
-    assert case["flag"] in [f["flag"] for f in reply.details["triage"]]
+    assert case["flag"] in reply.trace.flag_ids()
 
 
 def test_mild_look_alikes_are_rarely_flagged(assistant):
@@ -64,7 +64,7 @@ def test_red_flag_reply_starts_with_urgent_message(assistant):
 
 def test_negated_symptoms_are_not_urgent(assistant):
     reply = assistant.ask("no numbness, no bladder problems, just stiffness")
-    assert reply.status != "urgent", reply.details["triage"]
+    assert reply.status != "urgent", reply.trace.triage
 
 
 def test_triage_runs_on_follow_up_turns(assistant):
@@ -102,7 +102,7 @@ def test_red_flag_in_an_over_long_message_is_still_escalated(assistant):
 )
 def test_questions_the_article_does_not_answer_get_an_honest_reply(assistant, question):
     reply = assistant.ask(question)
-    assert reply.status == "not_covered", reply.details
+    assert reply.status == "not_covered", reply.trace
     assert "doesn't cover" in reply.body
     assert reply.sources == [] and not quoted(reply.body)
     assert_ends_with_safety_text(reply.answer)
@@ -114,7 +114,7 @@ def test_follow_up_uses_the_conversation(assistant):
         {"role": "assistant", "content": "..."},
     ]
     reply = assistant.ask("how long do they last?", history)
-    assert reply.status == "answered", reply.details
+    assert reply.status == "answered", reply.trace
     assert "resolve quickly" in reply.quotes[0].text
 
 
@@ -150,7 +150,7 @@ def test_html_and_markdown_in_the_corpus_are_shown_as_text():
 
 def test_follow_up_works_with_plain_string_history(assistant):
     reply = assistant.ask("how long does that last?", ["will I be sore after dry needling?"])
-    assert reply.details["context"] == "will I be sore after dry needling?"
+    assert reply.trace.context == "will I be sore after dry needling?"
     assert "resolve quickly" in reply.quotes[0].text
 
 
@@ -169,7 +169,7 @@ def test_the_title_line_and_the_article_introducing_itself_are_never_quoted(assi
 def test_an_unclear_question_is_refused_with_questions_the_article_answers(assistant):
     reply = assistant.ask("how about my back")
     assert reply.status == "not_covered" and reply.quotes == []
-    assert 1 <= len(reply.suggestions) <= 3, reply.details["candidates"]
+    assert 1 <= len(reply.suggestions) <= 3, reply.trace.candidates
     for suggestion in reply.suggestions:
         assert assistant.ask(suggestion).status == "answered", suggestion
 

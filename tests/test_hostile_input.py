@@ -268,7 +268,7 @@ def test_thousands_of_turns_of_any_history_get_a_sound_reply(clean, safety_tail,
 @given(noise=MIXED)
 def test_a_red_flag_is_never_lost_in_hostile_text(clean, safety_tail, noise):
     reply = clean.ask(f"{noise[:900]}. {RED_FLAG}. {noise[:900]}")  # under the length limit
-    assert reply.status == "urgent", reply.details.get("triage")
+    assert reply.status == "urgent", reply.trace.triage
     assert reply.answer.startswith("**\u26a0\ufe0f ")
     assert_sound_reply(reply, safety_tail)
 
@@ -298,7 +298,7 @@ def test_five_thousand_long_turns_of_history_are_fine(clean, safety_tail):
     history = [{"role": "user", "content": turn}, {"role": "assistant", "content": "ok"}] * 2500
     reply = clean.ask("does it hurt?", history)
     assert_sound_reply(reply, safety_tail)
-    assert len(str(reply.details["retrieval_query"])) <= 2 * clean.settings.max_question_chars + 1
+    assert len(reply.trace.retrieval_query) <= 2 * clean.settings.max_question_chars + 1
 
 
 # -- a corpus file that tries to inject instructions ------------------------------------------------
@@ -325,7 +325,7 @@ def test_injected_article_cannot_change_the_safety_text_or_render_markup(injecte
 @pytest.mark.parametrize("question", TRIAGE_QUESTIONS)
 def test_injected_article_cannot_change_triage(clean, injected, question):
     expected, hostile_reply = clean.ask(question), injected.ask(question)
-    assert hostile_reply.details["triage"] == expected.details["triage"]
+    assert hostile_reply.trace.triage == expected.trace.triage
     assert (hostile_reply.status == "urgent") == (expected.status == "urgent")
     assert hostile_reply.alert == expected.alert
     if expected.status == "urgent":

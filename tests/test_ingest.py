@@ -85,11 +85,11 @@ def test_a_question_naming_an_articles_subject_is_answered_from_that_article(cor
     build_index(corpus_copy, tmp_path / "index", embedder)
     assistant = make_assistant(make_settings(corpus_copy, tmp_path / "index"), embedder)
     reply = assistant.ask("What are trigger points?")  # a subject phrase of the dry needling article
-    assert reply.details["scope"] == [ARTICLE]
+    assert reply.trace.scope == [ARTICLE]
     assert reply.sources and {s.article for s in reply.sources} == {"Dry Needling for Back Pain: Benefits and Risks"}
     assert "How Does Dry Needling Work?" in reply.sources[0].section
     unscoped = assistant.ask("What does a trigger finger catch on?")  # names no article's subject
-    assert unscoped.details["scope"] == [] and unscoped.sources[0].article == "Hand Conditions"
+    assert unscoped.trace.scope == [] and unscoped.sources[0].article == "Hand Conditions"
 
 
 def test_other_articles_do_not_change_answers_about_an_articles_subject(corpus_copy, tmp_path, embedder, assistant):
@@ -104,7 +104,7 @@ def test_other_articles_do_not_change_answers_about_an_articles_subject(corpus_c
     assert len(scoped) >= 20
     for question in scoped:
         alone, among_others = assistant.ask(question), crowded.ask(question)
-        assert among_others.details["hits"] == alone.details["hits"], question
+        assert among_others.trace.hits == alone.trace.hits, question
         assert among_others.answer == alone.answer
 
 
@@ -219,7 +219,7 @@ def test_queries_during_a_reindex_never_fail_and_use_one_version(corpus_copy, tm
         while not stop.is_set():
             reply = assistant.ask("What is dry needling?")
             if reply.status != "answered":
-                errors.append(reply.details)
+                errors.append(reply.trace)
             seen.append(reply.index_version)
 
     worker = threading.Thread(target=ask_in_a_loop)

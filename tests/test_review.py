@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT, SMALL_GATE, build_index, make_assistant, make_settings
 
 from assistant.answering.compose import Reply
+from assistant.answering.trace import Trace, Weighed
 from assistant.edges import audit
 from assistant.edges.review import (
     ReviewHandlers,
@@ -52,10 +53,8 @@ class Clock:
 
 
 def reply(status: str, scores: list[tuple[str, float]], alert: str = "") -> Reply:
-    candidates = [{"text": f"sentence {i}", "section": s, "score": v, "matched": ""} for i, (s, v) in enumerate(scores)]
-    return Reply(
-        "a question?", status, "", index_version=3, alert=alert, details={"candidates": candidates, "hits": []}
-    )
+    candidates = [Weighed(f"sentence {i}", s, v, "") for i, (s, v) in enumerate(scores)]
+    return Reply("a question?", status, "", index_version=3, alert=alert, trace=Trace(candidates=candidates))
 
 
 # -- the queue ------------------------------------------------------------------------------------

@@ -116,8 +116,8 @@ def test_right_password_sees_everything_behind_a_reply(staff_server, version):
     assert "#### Composed answer" in shown and "there is a risk of infection" in shown
     raw = json.loads(shown.split("```json\n", 1)[1].rsplit("\n```", 1)[0])
     assert raw["status"] == "answered"
-    assert raw["details"]["hits"][0]["section"].endswith("Infection Risk")
-    assert raw["details"]["seconds"] > 0
+    assert raw["trace"]["hits"][0]["section"].endswith("Infection Risk")
+    assert raw["trace"]["seconds"] > 0
 
 
 @pytest.mark.slow

@@ -10,9 +10,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from .. import wording
 from ..articles.corpus import DISCLAIMER, SEEK_HELP
 from .ranking import Candidate
 from .retrieval import Hit
+from .trace import Trace
 from .triage import RedFlag, Topic
 
 ANSWERED, NOT_COVERED, URGENT, REJECTED, UNAVAILABLE = "answered", "not_covered", "urgent", "rejected", "unavailable"
@@ -52,7 +54,7 @@ class Reply:
     alert: str = ""
     body: str = ""
     safety: str = ""
-    details: dict[str, object] = field(default_factory=dict)
+    trace: Trace = field(default_factory=Trace)  # how it was made: for staff, never shown to patients
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -92,22 +94,14 @@ def quoted_body(quotes: Sequence[Quote]) -> str:
 
 def not_covered_body(title: str, topic: Topic | None, default_ask: str, suggestions: Sequence[str] = ()) -> str:
     ask = topic.ask if topic else default_ask
-    body = (
-        f"The article *{escape_markdown(title)}* doesn't cover this question, so I can't answer it "
-        f"from the article. Please ask {escape_markdown(ask)}."
-    )
+    body = wording.NOT_COVERED.format(title=escape_markdown(title), ask=escape_markdown(ask))
     if suggestions:
-        body += "\n\nIt does answer these questions, if one is what you meant:\n" + "\n".join(
-            f"- {escape_markdown(q)}" for q in suggestions
-        )
+        body += f"\n\n{wording.SUGGESTIONS}\n" + "\n".join(f"- {escape_markdown(q)}" for q in suggestions)
     return body
 
 
 def alert_text(flags: Sequence[RedFlag]) -> str:
-    lines = [
-        f"**\u26a0\ufe0f {escape_markdown(flag.title)}: please act now.** {escape_markdown(flag.message)}"
-        for flag in flags
-    ]
+    lines = [wording.ALERT.format(title=escape_markdown(f.title), message=escape_markdown(f.message)) for f in flags]
     return "\n\n".join(lines)
 
 

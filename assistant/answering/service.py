@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .. import wording
 from ..articles.corpus import default_safety, load_corpus
 from ..articles.store import IndexStore
 from ..config import Settings
@@ -19,6 +20,7 @@ from ..errors import AssistantError, StoreUnavailable
 from . import compose, ranking
 from .compose import NOT_COVERED, REJECTED, UNAVAILABLE, URGENT, Reply
 from .retrieval import Hit, IndexReader, Reader, Snapshot
+from .trace import FlagFound, Searched, Trace, Weighed
 from .triage import (
     SafetyRules,
     Topic,
@@ -32,13 +34,7 @@ from .triage import (
 
 log = logging.getLogger("assistant")
 _REFERS_BACK = re.compile(r"\b(it|its|it's|this|that|these|those|they|them|there|the same|more|else)\b", re.I)
-FOLLOW_UP_WORDS = 8
-# At most this much of a message is embedded (about 90 tokens; patients' stories run to about
-# 300 characters): its end, where a story's question is. Triage patterns still read all of it.
-EMBEDDED_CHARS = 400
-STORY_CHARS = 300
 CHUNK_CACHE = 5_000  # chunks whose sentences and phrasings are kept ready
-CONTEXT_WEIGHT = 0.5
 
 History = Sequence[Any]
 
@@ -141,120 +137,114 @@ class Assistant:
         started = time.perf_counter()
         text = scalar_text(question) if isinstance(question, str) else ""
         reply = self._answer(text, history)
-        reply.details["seconds"] = round(time.perf_counter() - started, 4)
+        reply.trace.seconds = round(time.perf_counter() - started, 4)
         return reply
 
     def _answer(self, text: str, history: History) -> Reply:
         """Triage, then rank the article's sentences, then compose: the safety text always closes it."""
-        settings, rules = self.settings, self.services.rules
         if not text.strip():
-            reply = Reply(text, REJECTED, "", body="Please type a question about dry needling for back pain.")
-            return compose.finish(reply, self.last_safety())
-        too_long = len(text) > settings.max_question_chars
-        question, context = self._retrieval_query(text, history)
-        question = tail(question, EMBEDDED_CHARS)  # a long message is read for the question it ends on
-        snapshot, failure = self._snapshot()
-        topics = snapshot.topics if snapshot else ()
-        mend = self._speller(snapshot).mend if snapshot else str
-        focused = ranking.focus(mend(question), topics)
-        asked = ranking.focus(mend(ranking.last_question(question)), topics)  # the question a long story ends on
-        focused_context = ranking.focus(mend(context), topics) if context else None
-        # A follow-up is also read together with what came before, as one message would be.
-        told = ranking.focus(mend(tail(f"{context} {question}", EMBEDDED_CHARS)), topics) if context else None
-        triage_clauses = [] if too_long else clauses_to_embed(text, rules)
-        # Long messages are refused, but still triaged (by pattern) so a red flag is never missed.
-        # A long message reads the same with its topic said as "it": one long text embedded, not two.
-        story = len(question) > STORY_CHARS
-        vectors = (
-            {}
-            if too_long
-            else self._encode_unique(
-                [
-                    focused if story else question,
-                    focused,
-                    asked,
-                    *triage_clauses,
-                    *[c for c in (context, focused_context) if c],
-                ]
-            )
-        )
-        if story and vectors:
-            vectors[question] = vectors[focused]
-        found = triage(text, rules, (lambda cs: np.stack([vectors[c] for c in cs])) if vectors else None, question)
+            return compose.finish(Reply(text, REJECTED, "", body=wording.EMPTY), self.last_safety())
+        read = self._read(text, history)
+        found = triage(text, self.services.rules, read.clause_vectors(), read.question)
         alert = compose.alert_text(found.flags())
-        details: dict[str, object] = {
-            "triage": [
-                {"flag": f.flag.id, "tier": f.flag.tier, "clause": f.clause, "how": f.how} for f in found.findings
-            ],
-            "retrieval_query": focused,
-            "context": context,
-        }
-        if too_long:
-            body = (
-                f"Your message is {len(text):,} characters long; please keep it under "
-                f"{settings.max_question_chars:,} characters and ask one question at a time."
-            )
-            return compose.finish(
-                Reply(text, URGENT if alert else REJECTED, "", alert=alert, body=body, details=details),
-                self.last_safety(),
-            )
-        query = with_context(vectors[question], vectors.get(context or ""))
-        context_vector = vectors.get(focused_context or "")
-        focused_query = np.stack(
-            [with_context(vectors[focused], context_vector), with_context(vectors[asked], context_vector)]
+        trace = Trace(
+            triage=[FlagFound(f.flag.id, f.flag.tier, f.clause, f.how) for f in found.findings],
+            retrieval_query=read.focused,
+            context=read.context,
         )
+        if read.too_long:  # refused, but triaged by pattern first, so a red flag is never missed
+            body = wording.too_long(len(text), self.settings.max_question_chars)
+            reply = Reply(text, URGENT if alert else REJECTED, "", alert=alert, body=body, trace=trace)
+            return compose.finish(reply, self.last_safety())
         try:
-            if snapshot is None:
-                raise failure or StoreUnavailable("no index")
-            # A question naming an article's subject ("trigger points") is answered from that article,
-            # not from whichever of thousands of others happens to sit nearest.
-            details["scope"] = scope = snapshot.scope(f"{context or ''} {question}")
-            hits = snapshot.search(query, settings.candidates, scope)
+            snapshot, hits = self._search(read, trace)
         except AssistantError as exc:
             log.error("answer unavailable: %s", exc)
             self.reader.forget()
-            body = (
-                "The assistant is temporarily unavailable, so I can't look this up in the article "
-                "right now. Please try again in a few minutes."
+            trace.error = str(exc)
+            reply = Reply(
+                text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=wording.UNAVAILABLE, trace=trace
             )
-            details["error"] = str(exc)
-            return compose.finish(
-                Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=body, details=details),
-                self.last_safety(),
-            )
-        manifest = snapshot.manifest
-        self._safety = manifest.safety_for()
-        topic = not_covered_topic(text, rules)
-        ranked = self._rank(hits, query, focused_query, snapshot)
-        if told and not ranked.quotes:  # a follow-up that says little on its own: read it with what came before
-            told_vector = self._encode_unique([told])[told]
-            ranked = self._rank(hits, query, np.vstack([focused_query, told_vector]), snapshot)
-        details.update(
-            hits=[
-                {"section": h.section, "article": h.article, "score": round(h.score, 4), "chunk_id": h.chunk_id}
-                for h in hits
-            ],
-            topic=topic.id if topic else None,
-            ranking=ranked.reason,
-            not_covered_similarity=round(ranked.not_covered_similarity, 4),
-            candidates=[
-                {"text": c.sentence.text, "section": c.hit.section, "score": round(c.score, 4), "matched": c.matched}
-                for c in ranked.candidates[:8]
-            ],
+            return compose.finish(reply, self.last_safety())
+        self._safety = snapshot.manifest.safety_for()
+        return self._compose(read, alert, snapshot, hits, trace)
+
+    def _read(self, text: str, history: History) -> Reading:
+        """The message in every form the answer path compares, each embedded once, in one batch."""
+        settings = self.settings
+        too_long = len(text) > settings.max_question_chars
+        question, context = self._retrieval_query(text, history)
+        question = tail(question, settings.embedded_chars)  # a long message is read for the question it ends on
+        snapshot, failure = self._snapshot()
+        topics = snapshot.topics if snapshot else ()
+        mend = self._speller(snapshot).mend if snapshot else str
+        context_mended = mend(context) if context else None
+        read = Reading(
+            text=text,
+            question=question,
+            context=context,
+            focused=ranking.focus(mend(question), topics),
+            asked=ranking.focus(mend(ranking.last_question(question)), topics),  # the question a story ends on
+            focused_context=ranking.focus(context_mended, topics) if context_mended else None,
+            # A follow-up is also read together with what came before, as one message would be.
+            told=ranking.focus(mend(tail(f"{context} {question}", settings.embedded_chars)), topics)
+            if context
+            else None,
+            too_long=too_long,
+            snapshot=snapshot,
+            failure=failure,
+            context_weight=settings.context_weight,
         )
+        if too_long:  # patterns only: nothing of it is embedded
+            return read
+        # A long message reads the same with its topic said as "it": one long text embedded, not two.
+        story = len(question) > settings.story_chars
+        forms = [read.focused if story else question, read.focused, read.asked]
+        clauses = clauses_to_embed(text, self.services.rules)
+        read.vectors = self._encode_unique([*forms, *clauses, *[c for c in (context, read.focused_context) if c]])
+        if story:
+            read.vectors[question] = read.vectors[read.focused]
+        return read
+
+    def _search(self, read: Reading, trace: Trace) -> tuple[Snapshot, list[Hit]]:
+        """The version to answer from and the chunks nearest the question; ``AssistantError`` if unreachable."""
+        snapshot = read.snapshot
+        if snapshot is None:
+            raise read.failure or StoreUnavailable("no index")
+        # A question naming an article's subject ("trigger points") is answered from that article,
+        # not from whichever of thousands of others happens to sit nearest.
+        trace.scope = snapshot.scope(f"{read.context or ''} {read.question}")
+        hits = snapshot.search(read.query(), self.settings.candidates, trace.scope)
+        trace.hits = [Searched(h.section, h.article, round(h.score, 4), h.chunk_id) for h in hits]
+        return snapshot, hits
+
+    def _compose(self, read: Reading, alert: str, snapshot: Snapshot, hits: list[Hit], trace: Trace) -> Reply:
+        """Quotes when a sentence answers; else "not covered", with who to ask and questions it does answer."""
+        rules, manifest = self.services.rules, snapshot.manifest
+        topic = not_covered_topic(read.text, rules)
+        focused_query = read.focused_query()
+        ranked = self._rank(hits, read.query(), focused_query, snapshot)
+        if read.told and not ranked.quotes:  # a follow-up that says little on its own: read with what came before
+            told_vector = self._encode_unique([read.told])[read.told]
+            ranked = self._rank(hits, read.query(), np.vstack([focused_query, told_vector]), snapshot)
+        trace.topic = topic.id if topic else None
+        trace.ranking = ranked.reason
+        trace.not_covered_similarity = round(ranked.not_covered_similarity, 4)
+        trace.candidates = [
+            Weighed(c.sentence.text, c.hit.section, round(c.score, 4), c.matched) for c in ranked.candidates[:8]
+        ]
         quotes = [] if topic else [compose.quote_of(c) for c in ranked.quotes]
         suggestions = [] if quotes or alert or topic else list(ranked.suggestions)
         if quotes:
             status, body = compose.ANSWERED, compose.quoted_body(quotes)
         else:
             status = NOT_COVERED
-            title = manifest.title_of(manifest.default_source)
             asking = topic or self.nearest_topic(focused_query[0], snapshot.topics)  # who to ask, as taught
-            body = compose.not_covered_body(title, asking, rules.default_ask, suggestions)
-            if alert:
-                body = ""  # the alert says what to do; an article passage would only distract
+            title = manifest.title_of(manifest.default_source)
+            # With an alert, the alert says what to do; an article passage would only distract.
+            body = "" if alert else compose.not_covered_body(title, asking, rules.default_ask, suggestions)
         reply = Reply(
-            text,
+            read.text,
             URGENT if alert else status,
             "",
             sources=compose.sources_of(hits, quotes),
@@ -263,7 +253,7 @@ class Assistant:
             index_version=manifest.version,
             alert=alert,
             body=body,
-            details=details,
+            trace=trace,
         )
         return compose.finish(reply, manifest.safety_for(quotes[0].source if quotes else None))
 
@@ -331,16 +321,13 @@ class Assistant:
     def unavailable(self, question: object, error: BaseException) -> Reply:
         """The reply when something unexpected failed: calm, and still with the safety text."""
         text = question if isinstance(question, str) else ""
-        body = (
-            "Sorry, something went wrong on our side and I can't answer right now. Please try again in a few minutes."
-        )
-        reply = Reply(text, UNAVAILABLE, "", body=body, details={"error": f"{type(error).__name__}: {error}"})
-        return compose.finish(reply, self.last_safety())
+        trace = Trace(error=f"{type(error).__name__}: {error}")
+        return compose.finish(Reply(text, UNAVAILABLE, "", body=wording.FAILED, trace=trace), self.last_safety())
 
     def _retrieval_query(self, text: str, history: History) -> tuple[str, str | None]:
         """The question, and for a short follow-up ("does it hurt?") the previous question as context."""
         earlier = user_turns(history)[-self.settings.history_turns :] if self.settings.history_turns else []
-        if earlier and (len(text.split()) <= FOLLOW_UP_WORDS or _REFERS_BACK.search(text)):
+        if earlier and (len(text.split()) <= self.settings.follow_up_words or _REFERS_BACK.search(text)):
             return text, " ".join(t[: self.settings.max_question_chars] for t in earlier)
         return text, None
 
@@ -364,9 +351,47 @@ def tail(text: str, limit: int) -> str:
     return cut.split(" ", 1)[1] if " " in cut else cut
 
 
-def with_context(vector: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+def with_context(vector: np.ndarray, context: np.ndarray | None, weight: float) -> np.ndarray:
     """A follow-up leans on the previous question without being drowned by it."""
     if context is None:
         return vector
-    combined = vector + CONTEXT_WEIGHT * context
+    combined = vector + weight * context
     return combined / np.linalg.norm(combined)
+
+
+@dataclass
+class Reading:
+    """One message as the answer path reads it: its forms, and their vectors once embedded."""
+
+    text: str  # as the patient wrote it
+    question: str  # its last ``embedded_chars``
+    context: str | None  # the earlier message a short follow-up leans on
+    focused: str  # the question with typos mended and the topic said as "it"
+    asked: str  # the last question of a long story, focused
+    focused_context: str | None
+    told: str | None  # context and question read as one message, focused
+    too_long: bool
+    snapshot: Snapshot | None
+    failure: AssistantError | None
+    context_weight: float
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def clause_vectors(self) -> Callable[[list[str]], np.ndarray] | None:
+        """Triage's clauses, embedded in the same batch as the question; none for a message too long."""
+        if not self.vectors:
+            return None
+        return lambda clauses: np.stack([self.vectors[c] for c in clauses])
+
+    def query(self) -> np.ndarray:
+        """The question as retrieval searches with it."""
+        return with_context(self.vectors[self.question], self.vectors.get(self.context or ""), self.context_weight)
+
+    def focused_query(self) -> np.ndarray:
+        """The focused question and the story's last question, each leaning on the focused context."""
+        context = self.vectors.get(self.focused_context or "")
+        return np.stack(
+            [
+                with_context(self.vectors[self.focused], context, self.context_weight),
+                with_context(self.vectors[self.asked], context, self.context_weight),
+            ]
+        )

@@ -65,32 +65,24 @@ def review_reason(reply: Reply, answer: float, near: float) -> str | None:
         return None
     if reply.status == NOT_COVERED:
         return NOT_COVERED_REASON
-    candidates = reply.details.get("candidates") or []
-    if not isinstance(candidates, list) or not candidates:
+    candidates = reply.trace.candidates
+    if not candidates:
         return None
     best = candidates[0]
-    if best["score"] < answer + near:
+    if best.score < answer + near:
         return NEAR_THRESHOLD
-    if any(c["section"] != best["section"] and c["score"] >= best["score"] - near for c in candidates[1:]):
+    if any(c.section != best.section and c.score >= best.score - near for c in candidates[1:]):
         return NEAR_SECOND
     return None
 
 
 def candidates_of(reply: Reply) -> list[dict]:
     """The best sentences a reply was chosen from, with their section, article and score."""
-    hits = reply.details.get("hits") or []
-    article = {h["section"]: h["article"] for h in reversed(hits)} if isinstance(hits, list) else {}
-    found = []
-    for c in (reply.details.get("candidates") or [])[:MAX_CANDIDATES]:
-        found.append(
-            {
-                "section": c["section"],
-                "article": article.get(c["section"], ""),
-                "text": c["text"][:400],
-                "score": c["score"],
-            }
-        )
-    return found
+    article = {h.section: h.article for h in reversed(reply.trace.hits)}
+    return [
+        {"section": c.section, "article": article.get(c.section, ""), "text": c.text[:400], "score": c.score}
+        for c in reply.trace.candidates[:MAX_CANDIDATES]
+    ]
 
 
 class ReviewLog:

@@ -17,7 +17,6 @@ import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
 
 import gradio as gr
 
@@ -59,51 +58,49 @@ def source_of(request: gr.Request | None) -> str:
 
 def reply_markdown(reply: Reply) -> str:
     """Everything behind a reply, for staff: triage, retrieval, the composed answer, timings."""
-    details = reply.details
+    trace = reply.trace
     quoted = {source.chunk_id for source in reply.sources}
+    nearest = trace.not_covered_similarity
     lines = [
         f"### Status: {escape_markdown(reply.status)}",
         f"Index version **{reply.index_version if reply.index_version is not None else 'none'}**, "
-        f"answered in **{details.get('seconds', '?')} s**",
+        f"answered in **{trace.seconds if trace.seconds is not None else '?'} s**",
         "",
-        f"**Retrieval query:** {escape_markdown(str(details.get('retrieval_query', '')))}  ",
-        f"**Context from earlier messages:** {escape_markdown(str(details.get('context') or 'none'))}  ",
-        f"**Not-covered topic:** {escape_markdown(str(details.get('topic') or 'none'))}",
+        f"**Retrieval query:** {escape_markdown(trace.retrieval_query)}  ",
+        f"**Context from earlier messages:** {escape_markdown(trace.context or 'none')}  ",
+        f"**Not-covered topic:** {escape_markdown(trace.topic or 'none')}",
     ]
-    if details.get("error"):
-        lines.append(f"\n**Error:** {escape_markdown(str(details['error']))}")
-    findings = cast(list[dict[str, Any]], details.get("triage") or [])
+    if trace.error:
+        lines.append(f"\n**Error:** {escape_markdown(trace.error)}")
     lines += ["", "#### Triage"]
-    if findings:
+    if trace.triage:
         lines += ["| Flag | Tier | Clause | Found by |", "|---|---|---|---|"]
         lines += [
-            "| " + " | ".join(escape_markdown(str(f.get(k, ""))) for k in ("flag", "tier", "clause", "how")) + " |"
-            for f in findings
+            "| " + " | ".join(escape_markdown(v) for v in (f.flag, f.tier, f.clause, f.how)) + " |"
+            for f in trace.triage
         ]
     else:
         lines.append("No red flags found.")
-    candidates = cast(list[dict[str, Any]], details.get("candidates") or [])
-    lines += ["", "#### Ranking", "", f"**Decision:** {escape_markdown(str(details.get('ranking') or 'none'))}  "]
-    lines.append(f"**Nearest question the article does not answer:** {details.get('not_covered_similarity', '–')}")
-    if candidates:
+    lines += ["", "#### Ranking", "", f"**Decision:** {escape_markdown(trace.ranking or 'none')}  "]
+    lines.append(f"**Nearest question the article does not answer:** {nearest if nearest is not None else '–'}")
+    if trace.candidates:
         lines += ["", "| # | Score | Sentence | Matched phrasing |", "|---|---|---|---|"]
         lines += [
-            f"| {number} | {c['score']:.4f} | {escape_markdown(c['text'][:160])} | {escape_markdown(c['matched'] or '(its own wording)')} |"
-            for number, c in enumerate(candidates, start=1)
+            f"| {number} | {c.score:.4f} | {escape_markdown(c.text[:160])} | {escape_markdown(c.matched or '(its own wording)')} |"
+            for number, c in enumerate(trace.candidates, start=1)
         ]
-    hits = cast(list[dict[str, Any]], details.get("hits") or [])
     lines += ["", "#### Retrieved chunks"]
-    if hits:
+    if trace.hits:
         lines += ["| # | Score | Section | Article | Chunk | Quoted |", "|---|---|---|---|---|---|"]
-        for number, hit in enumerate(hits, start=1):
+        for number, hit in enumerate(trace.hits, start=1):
             lines.append(
-                f"| {number} | {hit['score']:.4f} | {escape_markdown(hit['section'])} | {escape_markdown(hit['article'])} "
-                f"| {escape_markdown(hit['chunk_id'])} | {'yes' if hit['chunk_id'] in quoted else ''} |"
+                f"| {number} | {hit.score:.4f} | {escape_markdown(hit.section)} | {escape_markdown(hit.article)} "
+                f"| {escape_markdown(hit.chunk_id)} | {'yes' if hit.chunk_id in quoted else ''} |"
             )
     else:
         lines.append("Nothing was retrieved.")
     lines += ["", "#### Composed answer (as the patient sees it)", "", reply.answer, "", "---", "#### Raw"]
-    raw = {**reply.to_dict(), "details": details}
+    raw = {**reply.to_dict(), "trace": trace.to_dict()}
     lines.append(fenced(json.dumps(raw, indent=2, ensure_ascii=False, default=str), "json"))
     return "\n".join(lines)
 

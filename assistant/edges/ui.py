@@ -13,9 +13,11 @@ from typing import Any
 
 import gradio as gr
 
+from .. import wording
 from ..answering import compose
 from ..answering.compose import UNAVAILABLE, URGENT, Reply
 from ..answering.service import Assistant
+from ..answering.trace import FlagFound, Trace
 from ..answering.triage import RedFlag, triage
 from ..config import Settings
 from . import page
@@ -25,26 +27,7 @@ from .feedback import MAX_COMMENT, FeedbackStore
 
 log = logging.getLogger("assistant.ui")
 
-EXAMPLES = [
-    "What is dry needling?",
-    "How does dry needling help back pain?",
-    "What are the side effects of dry needling?",
-    "Who should not have dry needling?",
-]
-INTRO = (
-    "# Dry needling for back pain: questions and answers\n"
-    "Answers are quoted from a clinic-reviewed article, with the sections they come from. "
-    "This is general information, not a diagnosis. **In an emergency, call your local emergency number.**"
-)
-FEEDBACK_NOTICE = (
-    "Rating an answer with the thumbs-up or thumbs-down button saves that exchange (your question, the answer "
-    "and its sources) so the clinic can improve it; nothing that identifies you is stored."
-)
 MAX_SHOWN_CHARS = 4000
-BUSY = (
-    "Many people are asking right now, so I can't look this up in the article at the moment. "
-    "Please send your question again in a minute. In an emergency, call your local emergency number."
-)
 MAX_KEPT_MESSAGES = 60  # per conversation; older exchanges leave the chat (and the session's memory)
 RATING_WINDOW_SECONDS = 60.0
 
@@ -57,8 +40,7 @@ def shown(text: str) -> str:
 
 def reply_tier(reply: Reply) -> str:
     """The most serious red-flag tier the reply was raised for."""
-    findings = reply.details.get("triage") or []
-    return page.most_serious_tier([str(f.get("tier")) for f in findings if isinstance(f, dict)])  # type: ignore[union-attr]
+    return page.most_serious_tier([found.tier for found in reply.trace.triage])
 
 
 def reply_messages(
@@ -128,8 +110,7 @@ class ChatHandlers:
 
     def shown_reply(self, reply: Reply) -> list[dict[str, Any]]:
         """``reply`` as chat messages, with review dates and any crisis help line."""
-        ids = [str(f.get("flag")) for f in reply.details.get("triage") or [] if isinstance(f, dict)]  # type: ignore[union-attr]
-        return reply_messages(reply, self.reviewed() if reply.sources else {}, self.help_line(ids))
+        return reply_messages(reply, self.reviewed() if reply.sources else {}, self.help_line(reply.trace.flag_ids()))
 
     def accept(self, message: object, conversation: list, replies: dict) -> tuple[str, list, list, dict, dict]:
         """First, unqueued step: show the patient's message (and any urgent advice) at once.
@@ -171,11 +152,9 @@ class ChatHandlers:
     def busy_reply(self, message: object, alert: str = "", flags: list[str] | None = None) -> Reply:
         """The reply when the answer queue is full: try again, any urgent advice first, the safety text last."""
         text = message if isinstance(message, str) else ""
-        details: dict[str, object] = {"busy": True}
-        if flags:
-            tiers = {flag.id: flag.tier for flag in self.assistant.services.rules.flags}
-            details["triage"] = [{"flag": i, "tier": tiers.get(i, "urgent")} for i in flags]
-        reply = Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=BUSY, details=details)
+        tiers = {flag.id: flag.tier for flag in self.assistant.services.rules.flags}
+        trace = Trace(triage=[FlagFound(i, tiers.get(i, "urgent")) for i in flags or ()], busy=True)
+        reply = Reply(text, URGENT if alert else UNAVAILABLE, "", alert=alert, body=wording.BUSY, trace=trace)
         return compose.finish(reply, self.assistant.last_safety())
 
     def busy(self, pending: dict, conversation: list) -> tuple[list, list]:
@@ -324,7 +303,7 @@ def build_app(
     # Files Gradio keeps (staff uploads, exports) are deleted once they are a few minutes old.
     cleanup = (max(10, settings.export_ttl_seconds // 5), settings.export_ttl_seconds)
     with gr.Blocks(title="Dry needling for back pain — assistant", fill_height=True, delete_cache=cleanup) as app:
-        gr.Markdown(INTRO, elem_id="intro")
+        gr.Markdown(wording.INTRO, elem_id="intro")
         with gr.Tab("Ask", elem_id="ask-tab"):
             chatbot = gr.Chatbot(
                 label="Conversation",
@@ -361,8 +340,8 @@ def build_app(
                 elem_id="suggestions",
                 visible=False,
             )
-            gr.Examples(EXAMPLES, inputs=box, label="Example questions", elem_id="examples")
-            status = gr.Markdown(FEEDBACK_NOTICE if feedback else "", elem_id="feedback-notice")
+            gr.Examples(wording.EXAMPLES, inputs=box, label="Example questions", elem_id="examples")
+            status = gr.Markdown(wording.FEEDBACK_NOTICE if feedback else "", elem_id="feedback-notice")
             if getattr(assistant, "review", None) is not None:  # the review queue is on (assistant/edges/review.py)
                 from .review import REVIEW_NOTICE
 

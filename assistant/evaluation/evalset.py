@@ -257,7 +257,7 @@ def check(case: Case, reply: Reply) -> list[str]:
     """Why ``reply`` does not meet ``case``; an empty list means it passes."""
     reasons = []
     if reply.status != case.expect:
-        error = reply.details.get("error")
+        error = reply.trace.error
         reasons.append(f"expected {case.expect}, got {reply.status}" + (f" ({error})" if error else ""))
     if case.section or case.article:
         if not any(_source_matches(source, case) for source in reply.sources):

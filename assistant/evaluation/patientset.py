@@ -205,7 +205,7 @@ def score_set(patient_set: PatientSet, ask: AskFn, safety_ends: Callable[[Reply]
     for message, flag in patient_set.red_flags:
         reply = asked(message)
         scores.red_flags += 1
-        found = [f["flag"] for f in reply.details.get("triage", [])]  # type: ignore[union-attr]
+        found = reply.trace.flag_ids()
         if flag in found:
             scores.caught += 1
         else:

@@ -72,7 +72,7 @@ def abstention(assistant, questions: Sequence[str]) -> Abstention:  # noqa: ANN0
         reply = assistant.ask(question)
         result.counts[reply.status] += 1
         if reply.status == URGENT:
-            result.escalated.append((question, ", ".join(sorted({f["flag"] for f in reply.details["triage"]}))))
+            result.escalated.append((question, ", ".join(sorted(set(reply.trace.flag_ids())))))
         if reply.status == ANSWERED:
             result.answered.append((question, reply.quotes[0].section, reply.quotes[0].text))
     return result
