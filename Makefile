@@ -51,6 +51,7 @@ test-fast: install
 lint: install
 	$(PY) -m ruff check assistant tests benchmarks ingest.py app.py
 	$(PY) -m ruff format --check assistant tests benchmarks ingest.py app.py
+	$(PY) -m mypy
 
 # The pictures in README and docs/screenshots/: answer, urgent and not covered, on a phone and a desktop.
 screenshots: install browser

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class Snapshot:
             best = np.argsort(-similarity, kind="stable")[:k]
             return [_hit(chunks.ids[i], chunks.texts[i], chunks.metadatas[i], float(similarity[i])) for i in best]
         try:
-            found = self.collection.query(
+            found: Any = self.collection.query(
                 query_embeddings=vector.reshape(1, -1), n_results=k, include=["documents", "metadatas", "distances"]
             )
         except Exception as exc:  # a damaged file or a server gone away: Chroma raises many types
@@ -103,9 +103,9 @@ class Snapshot:
         chunks = self._scoped.get(key)
         if chunks is not None:
             return chunks
-        where = {"source": {"$in": scope}} if scope else None
+        where: Any = {"source": {"$in": scope}} if scope else None
         try:
-            got = self.collection.get(where=where, include=["documents", "metadatas", "embeddings"])
+            got: Any = self.collection.get(where=where, include=["documents", "metadatas", "embeddings"])
         except Exception as exc:  # as in search
             raise StoreUnavailable(
                 f"index version {self.manifest.version} could not be read ({type(exc).__name__}: {exc})"

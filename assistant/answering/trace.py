@@ -41,7 +41,7 @@ class Weighed:
 
 @dataclass
 class Trace:
-    flags: list[FlagFound] = field(default_factory=list)
+    triage: list[FlagFound] = field(default_factory=list)  # the red flags found, with the clause and how
     retrieval_query: str = ""  # the question as it was embedded (topic words said as "it", typos mended)
     context: str | None = None  # earlier messages a follow-up was read with
     scope: list[str] = field(default_factory=list)  # the articles a question was limited to, by their subject
@@ -55,7 +55,7 @@ class Trace:
     seconds: float | None = None
 
     def flag_ids(self) -> list[str]:
-        return [found.flag for found in self.flags]
+        return [found.flag for found in self.triage]
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

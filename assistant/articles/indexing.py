@@ -65,6 +65,19 @@ class IngestReport:
     refused: bool = False  # the gate failed: nothing was published
     message: str = ""
 
+    @classmethod
+    def of(cls, plan: Plan, scan: Scan, active: Manifest | None) -> IngestReport:
+        """What a plan will change, before anything is written."""
+        return cls(
+            version=active.version if active else None,
+            added=len(plan.added),
+            removed=len(plan.removed),
+            unchanged=plan.unchanged,
+            changed_sections=len(plan.changed_sections),
+            articles=len(scan.files),
+            articles_read=scan.parsed,
+        )
+
     def summary(self) -> str:
         return (
             f"{self.message}\n"
@@ -188,7 +201,8 @@ def make_plan(
             # version's chunk count is checked before it is published).
             present = chunk_sections(ledger.files) if ledger is not None else _read_back(collection)
         except Exception as exc:  # a damaged base is rebuilt from the corpus, never copied
-            base, ledger, reason = None, None, f"version {base.version} cannot be read ({exc}); rebuilding everything"
+            reason = f"version {base.version} cannot be read ({exc}); rebuilding everything"
+            base, ledger = None, None
     scan = scan_corpus(corpus_dir, chunker, ledger)
     desired = chunk_sections(scan.files)
     plan = Plan(base, reason, desired, from_ledger=ledger is not None)
@@ -205,6 +219,7 @@ def make_plan(
     else:  # the base's counts, less the chunks going, plus the chunks coming
         counts = ledger.term_counts.copy()
         counts.update(count_terms(c.searchable for c in plan.added))
+        assert collection is not None  # a ledger is only used with the base it was written with
         counts.subtract(_removed_terms(collection, plan.removed, present))
         plan.term_counts = +counts  # drops the terms no chunk holds any more
     return plan, scan
@@ -299,6 +314,7 @@ def ingest(
     log: Callable[[str], None] = lambda _line: None,
     coordination: Coordination | None = None,
 ) -> IngestReport:
+    """Publish the corpus as a new version of the index, if anything changed (see the module's docstring)."""
     started = time.perf_counter()
     shared = coordination or Coordination.local(index_dir)
     with _older_objects_frozen(), shared.lock():
@@ -310,15 +326,7 @@ def ingest(
         log(plan.reason)
         for warning in scan.warnings:
             log(f"warning: {warning}")
-        report = IngestReport(
-            version=active.version if active else None,
-            added=len(plan.added),
-            removed=len(plan.removed),
-            unchanged=plan.unchanged,
-            changed_sections=len(plan.changed_sections),
-            articles=len(scan.files),
-            articles_read=scan.parsed,
-        )
+        report = IngestReport.of(plan, scan, active)
         fp = fingerprint(embedder.model_id, chunker)
         candidate = build_manifest((active.version if active else 0) + 1, plan, scan.infos, embedder.model_id, fp)
         metadata_changed = active is not None and (
@@ -331,23 +339,13 @@ def ingest(
         elif dry_run:
             report.message = f"Dry run: would publish a new version ({plan.reason}); nothing written."
         else:
-            for version in stale:  # left by an ingest that was stopped half-way
-                store.drop(version)
-            version = max([*store.versions(), active.version if active else 0]) + 1
-            manifest = replace(candidate, version=version)
-            collection = store.create(version, plan.base)
-            if plan.removed:
-                collection.delete(ids=plan.removed)
-            _embed_into(collection, plan.added, embedder, progress)
-            _verify(collection, plan, manifest, embedder)
-            if gate is not None:
-                passed, detail = gate(manifest, collection)
-                if not passed:
-                    store.drop(version)
-                    report.refused = True
-                    report.message = f"Gate failed: version {version} was not published.\n{detail}"
-                    report.seconds = time.perf_counter() - started
-                    return report
+            manifest, refusal = _build_version(store, active, stale, candidate, plan, embedder, gate, progress)
+            if refusal is not None:
+                report.refused = True
+                report.message = f"Gate failed: version {manifest.version} was not published.\n{refusal}"
+                report.seconds = time.perf_counter() - started
+                return report
+            version = manifest.version
             manifest.stats = {"seconds": round(time.perf_counter() - started, 3)}
             store.seal(version, manifest)
             shared.ledgers.save(Ledger(version, manifest.built_at, fp, scan.files, plan.term_counts))
@@ -358,6 +356,36 @@ def ingest(
             report.message = f"Published index version {version} ({manifest.chunks} chunks) to {store.description}."
         report.seconds = time.perf_counter() - started
         return report
+
+
+def _build_version(
+    store: IndexStore,
+    active: Manifest | None,
+    stale: list[int],
+    candidate: Manifest,
+    plan: Plan,
+    embedder: Embedder,
+    gate: Gate | None,
+    progress: bool,
+) -> tuple[Manifest, str | None]:
+    """The next version, built beside the active one and checked; not yet published.
+
+    Returns its manifest, and why the gate refused it (then it is dropped again), or None."""
+    for version in stale:  # left by an ingest that was stopped half-way
+        store.drop(version)
+    version = max([*store.versions(), active.version if active else 0]) + 1
+    manifest = replace(candidate, version=version)
+    collection = store.create(version, plan.base)
+    if plan.removed:
+        collection.delete(ids=plan.removed)
+    _embed_into(collection, plan.added, embedder, progress)
+    _verify(collection, plan, manifest, embedder)
+    if gate is not None:
+        passed, detail = gate(manifest, collection)
+        if not passed:
+            store.drop(version)
+            return manifest, detail
+    return manifest, None
 
 
 def prune(store: IndexStore, keep_versions: int) -> None:

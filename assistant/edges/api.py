@@ -37,8 +37,8 @@ MAX_HISTORY = 50
 def reply_json(reply: Reply, max_question_chars: int) -> dict[str, object]:
     """A reply as the JSON contract; a long message is refused, not echoed back whole."""
     data = reply.to_dict()
-    if isinstance(data.get("question"), str):
-        data["question"] = data["question"][:max_question_chars]
+    if isinstance(question := data.get("question"), str):
+        data["question"] = question[:max_question_chars]
     return data
 
 
@@ -137,10 +137,8 @@ def api_keys(settings: Settings) -> list[str]:
     return [key.strip() for key in settings.api_keys.split(",") if key.strip()]
 
 
-def json_api(
-    assistant: Assistant, settings: Settings, budget: AnswerBudget, queued: Callable[[], int] = lambda: 0
-) -> APIRouter:
-    """The API's routes; ``queued`` counts the chat's requests waiting in Gradio's queue."""
+def key_check(settings: Settings) -> Callable[..., bool]:
+    """The dependency that says whether a request carries one of ASSISTANT_API_KEYS (X-API-Key or Bearer)."""
     keys = [key.encode() for key in api_keys(settings)]
     header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="One of ASSISTANT_API_KEYS.")
     bearer = HTTPBearer(auto_error=False, description="One of ASSISTANT_API_KEYS.")
@@ -157,8 +155,14 @@ def json_api(
         return True
 
     # Without keys the schema declares no security at all, so clients (and schemathesis) send none.
-    authorise = key_ok if keys else no_key_needed
+    return key_ok if keys else no_key_needed
 
+
+def json_api(
+    assistant: Assistant, settings: Settings, budget: AnswerBudget, queued: Callable[[], int] = lambda: 0
+) -> APIRouter:
+    """The API's routes; ``queued`` counts the chat's requests waiting in Gradio's queue."""
+    authorise = key_check(settings)
     router = APIRouter(prefix=PREFIX)
 
     @router.post("/ask", response_model=AskResponse, responses={**ERRORS}, summary="Ask one question")

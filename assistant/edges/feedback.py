@@ -12,6 +12,7 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -123,5 +124,5 @@ class FeedbackStore:
         self.engine.dispose()
 
 
-def _keep_comment(new: object) -> object:
+def _keep_comment(new: Any) -> Any:
     return case((new != "", new), else_=table.c.comment)

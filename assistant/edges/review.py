@@ -263,7 +263,7 @@ class ReviewHandlers:
         return (
             groups_markdown(self._groups),
             gr.update(choices=choices, value=choices[0] if choices else None),
-            gr.update(choices=self._passages(first), value=(self._passages(first) or [None])[0]),
+            gr.update(choices=self._passages(first), value=next(iter(self._passages(first)), None)),
         )
 
     @staticmethod
@@ -297,7 +297,7 @@ class ReviewHandlers:
                 refused.append(f"- {escape_markdown(question)}: {escape_markdown(str(exc))}")
                 continue
             done.append(f"- {escape_markdown(question)} → {escape_markdown(taught.detail['key'])}")
-            self._audit(who, file=str(taught.path), **taught.detail)  # type: ignore[arg-type]
+            self._audit(who, file=str(taught.path), **taught.detail)
         if done and self.queue is not None:
             self.queue.resolve([e.id for e in group.entries], f"attached by {who}")
         return _action_report(f"Attached to {escape_markdown(section)}", done, refused, taught_file="corpus/phrasings/")
@@ -319,7 +319,7 @@ class ReviewHandlers:
                 refused.append(f"- {escape_markdown(question)}: {escape_markdown(str(exc))}")
                 continue
             done.append(f"- {escape_markdown(question)} (topic {escape_markdown(taught.detail['topic'])})")
-            self._audit(who, file=str(taught.path), **taught.detail)  # type: ignore[arg-type]
+            self._audit(who, file=str(taught.path), **taught.detail)
         if done and self.queue is not None:
             self.queue.resolve([e.id for e in group.entries], f"not covered, by {who}")
         return _action_report("Marked not covered", done, refused, taught_file="corpus/safety/not-covered.yaml")

@@ -159,7 +159,8 @@ class ReviewLog:
 
     def rated_down(self, record: dict) -> None:
         """A reply a patient rated 👎 (the record the chat keeps for rating: no details, its sources)."""
-        sources = record.get("sources") if isinstance(record.get("sources"), list) else []
+        given = record.get("sources")
+        sources = given if isinstance(given, list) else []
         candidates = [
             {
                 "section": s.get("section", ""),

@@ -17,6 +17,7 @@ import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -237,9 +238,9 @@ def build_staff_tab(assistant: Assistant, settings: Settings, feedback: Feedback
         table = gr.Dataframe(headers=list(COLUMNS), interactive=False, wrap=True)
         download = gr.File(label="Feedback CSV", interactive=False)
 
-    hidden = {"api_visibility": STAFF_API}
+    hidden: dict[str, Any] = {"api_visibility": STAFF_API}
     # Staff questions share the patients' one budget of workers and queue places.
-    answering = {"concurrency_id": ANSWERING, "concurrency_limit": settings.concurrency_limit}
+    answering: dict[str, Any] = {"concurrency_id": ANSWERING, "concurrency_limit": settings.concurrency_limit}
     inspect.click(
         staff.inspect, [password, question, earlier, name], inspected, api_name="staff_inspect", **answering, **hidden
     )

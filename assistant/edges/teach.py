@@ -204,8 +204,8 @@ class Teacher:
         if not found:
             raise TeachRefused(f"section {hits[0].section!r} has no sentence that can be quoted")
         focused = ranking.focus(question, topics)
-        asked = [[ranking.focus_kept(q, topics) for q in s.phrasings] for s in found]
-        texts = list(dict.fromkeys([question, focused, *(s.text for s in found), *(q for qs in asked for q in qs)]))
+        phrased = [[ranking.focus_kept(q, topics) for q in s.phrasings] for s in found]
+        texts = list(dict.fromkeys([question, focused, *(s.text for s in found), *(q for qs in phrased for q in qs)]))
         vectors = dict(zip(texts, self.embedder.encode(texts), strict=True))
         width = len(vectors[question])
         own_vectors = np.stack([vectors[s.text] for s in found])
@@ -369,8 +369,8 @@ def add_not_covered(file: Path, question: str, topic: str | None, ask: str | Non
             last = max(i for i in range(start, end) if lines[i].strip())
             lines[last + 1 : last + 1] = [f"{indent}examples:", f"{indent}  {yaml_item(question)}"]
         else:
-            last = _item_indent(lines, opener, end)
-            at, item_indent = last if last else (opener, indent + "  ")
+            item = _item_indent(lines, opener, end)
+            at, item_indent = item if item else (opener, indent + "  ")
             lines.insert(at + 1, item_indent + yaml_item(question))
         file.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return topic

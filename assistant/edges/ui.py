@@ -9,6 +9,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -210,8 +211,8 @@ class ChatHandlers:
     def _record(self, reply: Reply) -> dict:
         """What a rating of this reply saves, kept in the session until the message leaves the chat."""
         record = {**reply.to_dict(), "reply_id": uuid.uuid4().hex}
-        if isinstance(record.get("question"), str):
-            record["question"] = record["question"][: self.assistant.settings.max_question_chars]
+        if isinstance(question := record.get("question"), str):
+            record["question"] = question[: self.assistant.settings.max_question_chars]
         return record
 
     def _remember(self, turns: list[str], message: str) -> list[str]:
@@ -292,6 +293,26 @@ class ChatHandlers:
         return "Thank you: your comment was added to your last rating.", ""
 
 
+@dataclass
+class ChatTab:
+    """The patient's tab: what the events read and write."""
+
+    chatbot: gr.Chatbot
+    box: gr.Textbox
+    suggested: gr.Dataset
+    status: gr.Markdown
+    api_chat: gr.Button  # hidden: carries the /chat API; the page uses the steps of ``wire_chat``
+    # The conversation lives on the server: the page never sends the whole chat back.
+    conversation: gr.State
+    turns: gr.State
+    replies: gr.State
+    pending: gr.State
+    # The comment on the last rating, when ratings are kept.
+    last_rated: gr.State | None = None
+    comment_box: gr.Textbox | None = None
+    comment_btn: gr.Button | None = None
+
+
 def build_app(
     assistant: Assistant,
     settings: Settings,
@@ -305,109 +326,9 @@ def build_app(
     with gr.Blocks(title="Dry needling for back pain — assistant", fill_height=True, delete_cache=cleanup) as app:
         gr.Markdown(wording.INTRO, elem_id="intro")
         with gr.Tab("Ask", elem_id="ask-tab"):
-            chatbot = gr.Chatbot(
-                label="Conversation",
-                elem_id="chat",
-                height="var(--chat-height)",  # fits the screen: set by the page's CSS (page.CSS)
-                autoscroll=False,  # the page's script scrolls a new reply to its start instead
-                buttons=["copy"],
-                sanitize_html=True,
-                allow_tags=False,
-                render_markdown=True,
-                latex_delimiters=[],  # no math: "$$" a patient types stays text
-                feedback_options=("Like", "Dislike") if feedback else (),
-                placeholder="Ask a question about dry needling for back pain.",
-            )
-            # The conversation lives on the server: the page never sends the whole chat back.
-            conversation = gr.State([])
-            turns = gr.State([])
-            replies = gr.State({})
-            pending = gr.State({})
-            box = gr.Textbox(
-                label="Your question",
-                placeholder="Type your question and press Enter",
-                elem_id="question",
-                lines=1,
-                max_lines=6,
-                max_length=max(settings.max_question_chars, settings.max_body_bytes // 8),
-                submit_btn="Send",
-                autofocus=True,
-            )
-            suggested = gr.Dataset(
-                components=[box],
-                samples=[],
-                label="The article answers these questions",
-                elem_id="suggestions",
-                visible=False,
-            )
-            gr.Examples(wording.EXAMPLES, inputs=box, label="Example questions", elem_id="examples")
-            status = gr.Markdown(wording.FEEDBACK_NOTICE if feedback else "", elem_id="feedback-notice")
-            if getattr(assistant, "review", None) is not None:  # the review queue is on (assistant/edges/review.py)
-                from .review import REVIEW_NOTICE
-
-                gr.Markdown(REVIEW_NOTICE, elem_id="review-notice")
-            if feedback is not None:
-                last_rated = gr.State(None)
-                # Closed until wanted, so on a phone it never pushes the conversation away.
-                with (
-                    gr.Accordion("Comment on your last rating", open=False, elem_id="feedback-comment-panel"),
-                    gr.Row(),
-                ):
-                    comment_box = gr.Textbox(
-                        label="Add a comment to your last rating (optional)",
-                        placeholder="What was good or missing? Please don't include your name or contact details.",
-                        elem_id="feedback-comment",
-                        max_length=MAX_COMMENT,
-                        lines=1,
-                        scale=4,
-                    )
-                    comment_btn = gr.Button("Add comment", elem_id="feedback-comment-send", scale=1)
-            api_chat = gr.Button(visible=False)  # carries the /chat API; the page uses the steps below
+            tab = chat_tab(settings, feedback, reviewed=getattr(assistant, "review", None) is not None)
         answering = {"concurrency_id": ANSWERING, "concurrency_limit": settings.concurrency_limit}
-
-        def ask_steps(trigger: Any) -> None:
-            """Shown at once, outside the queue: the message and any urgent advice found by pattern;
-            then the answer, in the queue; a full queue still gets a reply, with the safety text."""
-            accepted = trigger(
-                handlers.accept,
-                [box, conversation, replies],
-                [box, chatbot, conversation, replies, pending],
-                queue=False,
-                api_visibility="private",
-            )
-            answered = accepted.success(
-                handlers.answer,
-                [pending, conversation, turns, replies],
-                [chatbot, conversation, turns, replies, suggested],
-                api_visibility="private",
-                **answering,
-            )
-            answered.failure(
-                handlers.busy, [pending, conversation], [chatbot, conversation], queue=False, api_visibility="private"
-            )
-
-        ask_steps(box.submit)
-        picked = suggested.click(pick_suggestion, [suggested], [box], queue=False, api_visibility="private")
-        ask_steps(picked.then)
-        api_chat.click(
-            handlers.respond,
-            [box, chatbot, turns, replies],
-            [box, chatbot, turns, replies],
-            api_name="chat",
-            api_visibility="undocumented",
-            **answering,
-        )
-        if feedback is not None:
-            chatbot.like(
-                handlers.rate_and_remember, [replies, last_rated], [status, last_rated], api_visibility="private"
-            )
-            gr.on(
-                [comment_box.submit, comment_btn.click],
-                handlers.comment,
-                [comment_box, last_rated],
-                [status, comment_box],
-                api_visibility="private",
-            )
+        wire_chat(tab, handlers, answering)
         from .staff import build_staff_tab, staff_enabled
 
         if staff_enabled(settings):
@@ -416,6 +337,126 @@ def build_app(
     # api_open=False: /gradio_api/run/<name> cannot skip the queue for any queued event.
     app.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size, api_open=False)
     return app
+
+
+def chat_tab(settings: Settings, feedback: FeedbackStore | None, reviewed: bool) -> ChatTab:
+    """The conversation, the question box, suggestions, examples and notices."""
+    chatbot = gr.Chatbot(
+        label="Conversation",
+        elem_id="chat",
+        height="var(--chat-height)",  # fits the screen: set by the page's CSS (page.CSS)
+        autoscroll=False,  # the page's script scrolls a new reply to its start instead
+        buttons=["copy"],
+        sanitize_html=True,
+        allow_tags=False,
+        render_markdown=True,
+        latex_delimiters=[],  # no math: "$$" a patient types stays text
+        feedback_options=("Like", "Dislike") if feedback else (),
+        placeholder="Ask a question about dry needling for back pain.",
+    )
+    box = gr.Textbox(
+        label="Your question",
+        placeholder="Type your question and press Enter",
+        elem_id="question",
+        lines=1,
+        max_lines=6,
+        max_length=max(settings.max_question_chars, settings.max_body_bytes // 8),
+        submit_btn="Send",
+        autofocus=True,
+    )
+    suggested = gr.Dataset(
+        components=[box], samples=[], label="The article answers these questions", elem_id="suggestions", visible=False
+    )
+    gr.Examples(wording.EXAMPLES, inputs=box, label="Example questions", elem_id="examples")
+    status = gr.Markdown(wording.FEEDBACK_NOTICE if feedback else "", elem_id="feedback-notice")
+    if reviewed:  # the review queue is on (assistant/edges/review.py)
+        from .review import REVIEW_NOTICE
+
+        gr.Markdown(REVIEW_NOTICE, elem_id="review-notice")
+    tab = ChatTab(
+        chatbot,
+        box,
+        suggested,
+        status,
+        api_chat=gr.Button(visible=False),
+        conversation=gr.State([]),
+        turns=gr.State([]),
+        replies=gr.State({}),
+        pending=gr.State({}),
+    )
+    if feedback is not None:
+        tab.last_rated = gr.State(None)
+        tab.comment_box, tab.comment_btn = comment_panel()
+    return tab
+
+
+def comment_panel() -> tuple[gr.Textbox, gr.Button]:
+    """Closed until wanted, so on a phone it never pushes the conversation away."""
+    with gr.Accordion("Comment on your last rating", open=False, elem_id="feedback-comment-panel"), gr.Row():
+        box = gr.Textbox(
+            label="Add a comment to your last rating (optional)",
+            placeholder="What was good or missing? Please don't include your name or contact details.",
+            elem_id="feedback-comment",
+            max_length=MAX_COMMENT,
+            lines=1,
+            scale=4,
+        )
+        return box, gr.Button("Add comment", elem_id="feedback-comment-send", scale=1)
+
+
+def wire_chat(tab: ChatTab, handlers: ChatHandlers, answering: dict[str, Any]) -> None:
+    """A message is shown at once, outside the queue, with any urgent advice found by pattern; then
+    answered in the queue; a full queue still gets a reply, with the safety text."""
+
+    def ask_steps(trigger: Any) -> None:
+        accepted = trigger(
+            handlers.accept,
+            [tab.box, tab.conversation, tab.replies],
+            [tab.box, tab.chatbot, tab.conversation, tab.replies, tab.pending],
+            queue=False,
+            api_visibility="private",
+        )
+        answered = accepted.success(
+            handlers.answer,
+            [tab.pending, tab.conversation, tab.turns, tab.replies],
+            [tab.chatbot, tab.conversation, tab.turns, tab.replies, tab.suggested],
+            api_visibility="private",
+            **answering,
+        )
+        answered.failure(
+            handlers.busy,
+            [tab.pending, tab.conversation],
+            [tab.chatbot, tab.conversation],
+            queue=False,
+            api_visibility="private",
+        )
+
+    ask_steps(tab.box.submit)
+    ask_steps(
+        tab.suggested.click(pick_suggestion, [tab.suggested], [tab.box], queue=False, api_visibility="private").then
+    )
+    tab.api_chat.click(
+        handlers.respond,
+        [tab.box, tab.chatbot, tab.turns, tab.replies],
+        [tab.box, tab.chatbot, tab.turns, tab.replies],
+        api_name="chat",
+        api_visibility="undocumented",
+        **answering,
+    )
+    if tab.last_rated is not None and tab.comment_box is not None and tab.comment_btn is not None:
+        tab.chatbot.like(
+            handlers.rate_and_remember,
+            [tab.replies, tab.last_rated],
+            [tab.status, tab.last_rated],
+            api_visibility="private",
+        )
+        gr.on(
+            [tab.comment_box.submit, tab.comment_btn.click],
+            handlers.comment,
+            [tab.comment_box, tab.last_rated],
+            [tab.status, tab.comment_box],
+            api_visibility="private",
+        )
 
 
 def pick_suggestion(sample: object) -> str:

@@ -150,26 +150,7 @@ def _parse_case(entry: object) -> tuple[Case | None, list[str]]:
     elif "\n" in name.strip():
         problems.append("'name' must fit on one line")
 
-    question, history = "", ()
-    if "question" in entry and "conversation" in entry:
-        problems.append("give either 'question' or 'conversation', not both")
-    elif "question" in entry:
-        if isinstance(entry["question"], str):
-            question = entry["question"]
-        else:
-            problems.append(f"'question' must be text, found {_kind(entry['question'])}")
-    elif "conversation" in entry:
-        turns = entry["conversation"]
-        if not isinstance(turns, list) or not turns:
-            problems.append("'conversation' must be a list of the patient's messages, the last one being checked")
-        elif bad := [n for n, turn in enumerate(turns, start=1) if not isinstance(turn, str)]:
-            problems.append(f"'conversation' message(s) {', '.join(map(str, bad))} must be text")
-        else:
-            *earlier, question = turns
-            history = tuple(earlier)
-    else:
-        problems.append("needs a 'question' (or a 'conversation')")
-
+    question, history = _parse_question(entry, problems)
     expect = entry.get("expect")
     if expect not in EXPECTABLE:
         found = "it is missing" if expect is None else f"found {expect!r}"
@@ -185,16 +166,7 @@ def _parse_case(entry: object) -> tuple[Case | None, list[str]]:
             problems.append(f"'{key}' can never match: a {expect} reply quotes no sources")
         places[key] = value.strip() if isinstance(value, str) else None
 
-    phrases: dict[str, tuple[str, ...]] = {}
-    for key in ("must_include", "must_not_include"):
-        value = entry.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
-            problems.append(f"'{key}' must be a list of non-empty phrases, e.g. {key}: [\"risk of infection\"]")
-            value = []
-        phrases[key] = tuple(value)
-    both = {_norm(p) for p in phrases["must_include"]} & {_norm(p) for p in phrases["must_not_include"]}
-    if both:
-        problems.append(f"phrase(s) {', '.join(sorted(map(repr, both)))} are in both must_include and must_not_include")
+    phrases = _parse_phrases(entry, problems)
 
     if not isinstance(name, str) or not name.strip():
         return None, problems
@@ -211,6 +183,43 @@ def _parse_case(entry: object) -> tuple[Case | None, list[str]]:
     return case, problems
 
 
+def _parse_question(entry: dict, problems: list[str]) -> tuple[str, tuple[str, ...]]:
+    """The question checked, and the patient's earlier messages of a ``conversation``."""
+    if "question" in entry and "conversation" in entry:
+        problems.append("give either 'question' or 'conversation', not both")
+    elif "question" in entry:
+        if isinstance(entry["question"], str):
+            return entry["question"], ()
+        problems.append(f"'question' must be text, found {_kind(entry['question'])}")
+    elif "conversation" in entry:
+        turns = entry["conversation"]
+        if not isinstance(turns, list) or not turns:
+            problems.append("'conversation' must be a list of the patient's messages, the last one being checked")
+        elif bad := [n for n, turn in enumerate(turns, start=1) if not isinstance(turn, str)]:
+            problems.append(f"'conversation' message(s) {', '.join(map(str, bad))} must be text")
+        else:
+            *earlier, question = turns
+            return question, tuple(earlier)
+    else:
+        problems.append("needs a 'question' (or a 'conversation')")
+    return "", ()
+
+
+def _parse_phrases(entry: dict, problems: list[str]) -> dict[str, tuple[str, ...]]:
+    """``must_include`` and ``must_not_include``: lists of phrases, none in both."""
+    phrases: dict[str, tuple[str, ...]] = {}
+    for key in ("must_include", "must_not_include"):
+        value = entry.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
+            problems.append(f"'{key}' must be a list of non-empty phrases, e.g. {key}: [\"risk of infection\"]")
+            value = []
+        phrases[key] = tuple(value)
+    both = {_norm(p) for p in phrases["must_include"]} & {_norm(p) for p in phrases["must_not_include"]}
+    if both:
+        problems.append(f"phrase(s) {', '.join(sorted(map(repr, both)))} are in both must_include and must_not_include")
+    return phrases
+
+
 def _entry_lines(text: str) -> list[int]:
     """The line each entry of ``cases:`` starts on, so messages can point at it."""
     root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -224,7 +233,8 @@ def _entry_lines(text: str) -> list[int]:
 def _kind(value: object) -> str:
     if value is None:
         return "nothing"
-    return {dict: "a mapping", list: "a list", str: "text"}.get(type(value), type(value).__name__)
+    kinds: dict[type, str] = {dict: "a mapping", list: "a list", str: "text"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 # -- running it -----------------------------------------------------------------------------------

@@ -118,38 +118,13 @@ def run_quality(
         "",
         *voice_table(columns),
     ]
-    failed = []
-    for name, scores in columns:
-        if name.endswith("test"):
-            failed += [f"{name}: {target}" for target in scores.failed_targets()]
-    if kqa_result is not None:
-        share = kqa_result.share_answered
-        if share > TARGET_ANSWERED:
-            failed.append(f"K-QA answered {share:.1%}")
-        lines += [
-            "",
-            "## Real patient questions the article was not written for (K-QA)",
-            "",
-            f"{kqa_result.total:,} questions from `{kqa.name}` (K-QA, MIT licence). Almost none is answered by",
-            "the article, so every `answered` reply is listed for review.",
-            "",
-            "| status | count | share |",
-            "| --- | ---: | ---: |",
-            *[
-                f"| {s} | {kqa_result.counts[s]} | {kqa_result.counts[s] / max(kqa_result.total, 1):.1%} |"
-                for s in STATUSES
-            ],
-            "",
-            f"Target: answered ≤ {TARGET_ANSWERED:.0%}: **{'met' if share <= TARGET_ANSWERED else 'MISSED'}** ({share:.2%}).",
-            "",
-            "Every answered question:",
-            "",
-            *([f"- {q!r} → {section}: “{quote[:90]}”" for q, section, quote in kqa_result.answered] or ["(none)"]),
-            "",
-            "Every escalated question (for review of false alarms):",
-            "",
-            *([f"- {q!r} → {flags}" for q, flags in kqa_result.escalated] or ["(none)"]),
-        ]
+    failed = [
+        f"{name}: {target}" for name, scores in columns if name.endswith("test") for target in scores.failed_targets()
+    ]
+    if kqa_result is not None and kqa is not None:
+        if kqa_result.share_answered > TARGET_ANSWERED:
+            failed.append(f"K-QA answered {kqa_result.share_answered:.1%}")
+        lines += ["", *kqa_section(kqa_result, kqa.name)]
     for name, scores in columns:
         if name not in held_out:
             lines += ["", f"## Misses on {name}", "", *([f"- {m}" for m in scores.misses] or ["(none)"])]
@@ -160,3 +135,28 @@ def run_quality(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     return 1 if failed else 0
+
+
+def kqa_section(result: Abstention, name: str) -> list[str]:
+    """The K-QA part of the report: statuses, the target, and every answered or escalated question."""
+    share = result.share_answered
+    return [
+        "## Real patient questions the article was not written for (K-QA)",
+        "",
+        f"{result.total:,} questions from `{name}` (K-QA, MIT licence). Almost none is answered by",
+        "the article, so every `answered` reply is listed for review.",
+        "",
+        "| status | count | share |",
+        "| --- | ---: | ---: |",
+        *[f"| {s} | {result.counts[s]} | {result.counts[s] / max(result.total, 1):.1%} |" for s in STATUSES],
+        "",
+        f"Target: answered ≤ {TARGET_ANSWERED:.0%}: **{'met' if share <= TARGET_ANSWERED else 'MISSED'}** ({share:.2%}).",
+        "",
+        "Every answered question:",
+        "",
+        *([f"- {q!r} → {section}: “{quote[:90]}”" for q, section, quote in result.answered] or ["(none)"]),
+        "",
+        "Every escalated question (for review of false alarms):",
+        "",
+        *([f"- {q!r} → {flags}" for q, flags in result.escalated] or ["(none)"]),
+    ]

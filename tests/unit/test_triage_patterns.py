@@ -1,0 +1,58 @@
+"""Triage by pattern alone (the path a full queue takes), on the clinic's own rules file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import CORPUS
+
+from assistant.answering.triage import clauses_to_embed, embed_examples, load_rules, triage
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_rules(CORPUS)
+
+
+@pytest.mark.parametrize(
+    ("message", "flag"),
+    [
+        ("my back is agony and I wet myself without noticing", "cauda-equina"),
+        ("Since this morning I CAN'T FEEL MY LEGS", "cauda-equina"),
+    ],
+)
+def test_a_red_flag_pattern_is_found_without_a_model(rules, message, flag):
+    assert flag in [f.flag.id for f in triage(message, rules).findings]
+
+
+def test_a_negated_symptom_is_not_a_red_flag(rules):
+    assert triage("no numbness in my groin and no trouble peeing, just a sore back", rules).findings == ()
+
+
+def test_everyday_back_pain_raises_nothing_by_pattern(rules):
+    assert triage("my lower back hurts after gardening", rules).findings == ()
+
+
+def test_a_red_flag_late_in_a_long_message_is_still_found(rules):
+    story = "I sat at my desk all day and my back was stiff. " * 60 + "Now I wet myself and did not feel it."
+    assert "cauda-equina" in [f.flag.id for f in triage(story, rules).findings]
+
+
+def test_a_hundred_clause_message_embeds_a_bounded_number_of_clauses(rules):
+    message = ", ".join(f"my back ached on day {n} of the week" for n in range(100))
+    assert 0 < len(clauses_to_embed(message, rules)) <= 6
+
+
+def test_triage_by_meaning_refuses_rules_whose_examples_were_never_embedded(rules):
+    with pytest.raises(ValueError, match="embed_examples"):
+        triage("I feel strange", rules, lambda clauses: np.zeros((len(clauses), 4), np.float32))
+
+
+def test_embedded_examples_are_one_unit_row_per_example(rules):
+    def fake_vectors(texts):  # deterministic stand-ins for embeddings
+        return {t: np.eye(len(texts), dtype=np.float32)[i] for i, t in enumerate(texts)}
+
+    embedded = embed_examples(rules, fake_vectors)
+    examples = sum(len(f.examples) for f in rules.flags) + len(rules.everyday)
+    assert embedded.example_vectors.shape == (examples, examples)
+    assert rules.example_vectors is None, "the rules read from the file are left as they were"
