@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install index run test test-fast lint typecheck quality bench browser servers screenshots clean
+.PHONY: install index run test test-fast lint quality bench browser servers screenshots clean
 
 install: $(VENV)/.installed
 
@@ -45,8 +45,9 @@ servers:
 test: install browser servers
 	$(PY) -m pytest
 
+# The pure core without a model or a store: seconds.
 test-fast: install
-	$(PY) -m pytest -m "not slow and not browser and not server"
+	$(PY) -m pytest tests/unit -q
 
 lint: install
 	$(PY) -m ruff check assistant tests benchmarks ingest.py app.py
