@@ -17,18 +17,9 @@ from assistant.answering.compose import ANSWERED, NOT_COVERED, Reply, Source
 from assistant.articles.store import open_store
 from assistant.config import load_settings
 from assistant.errors import EvalFileError
-from assistant.evaluation.evalset import (
-    Case,
-    all_passed,
-    check,
-    html_report,
-    load_cases,
-    make_gate,
-    markdown_report,
-    run_eval,
-    table_text,
-    write_report,
-)
+from assistant.evaluation.cases import Case, all_passed, load_cases
+from assistant.evaluation.evalset import check, make_gate, run_eval
+from assistant.evaluation.reports import html_report, markdown_report, table_text, write_report
 from assistant.wiring import reindex
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,7 +33,7 @@ from assistant.edges.reviewlog import (
     scrub,
 )
 from assistant.edges.staff import DENIED, StaffHandlers
-from assistant.evaluation.evalset import load_cases
+from assistant.evaluation.cases import load_cases
 
 REFUSED = "is the kit kept spotless?"  # the article answers it (Infection Risk: hygiene), in words ranking cannot match
 INFECTION = "Risks and Considerations of Dry Needling > Infection Risk"

@@ -342,12 +342,12 @@ def test_rating_a_reply_that_is_no_longer_in_the_chat_says_so(feedback):
     assert feedback.rows() == []
 
 
-@pytest.mark.slow
 def comment_box(app: gr.Blocks) -> dict | None:
     config = app.get_config_file()
     return next((c for c in config["components"] if c["props"].get("elem_id") == "feedback-comment"), None)
 
 
+@pytest.mark.slow
 def test_the_chat_offers_a_comment_box_only_when_feedback_is_collected(assistant, feedback):
     with_feedback = build_app(assistant, assistant.settings, feedback)
     box = comment_box(with_feedback)

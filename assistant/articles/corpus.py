@@ -269,11 +269,16 @@ def load_corpus(corpus_dir: Path) -> list[Article]:
         article = parse_article(path, corpus_dir)
         problems += check_article(article, path)
         articles.append(article)
+    stop_on(problems, len(articles), corpus_dir)
+    return articles
+
+
+def stop_on(problems: list[str], articles: int, corpus_dir: Path) -> None:
+    """Every problem found in the corpus at once, or an empty corpus: nothing is published from it."""
     if problems:
         raise CorpusError("\n".join(problems))
     if not articles:
         raise CorpusError(f"corpus folder {corpus_dir} holds no .md or .txt articles")
-    return articles
 
 
 def default_safety(articles: Iterable[Article | ArticleInfo]) -> tuple[str, dict[str, str]]:

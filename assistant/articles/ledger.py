@@ -21,9 +21,16 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from ..errors import CorpusError
 from .chunking import Chunk, Chunker
-from .corpus import ArticleInfo, article_paths, check_article, check_phrasings, parse_article, phrasings_path
+from .corpus import (
+    ArticleInfo,
+    article_paths,
+    check_article,
+    check_phrasings,
+    parse_article,
+    phrasings_path,
+    stop_on,
+)
 from .manifest import Manifest
 from .store import write_atomic
 
@@ -203,8 +210,5 @@ def scan_corpus(corpus_dir: Path, chunker: Chunker, ledger: Ledger | None = None
         scan.files[source] = FileEntry(sha, article.info(), tuple((c.chunk_id, c.section) for c in chunks))
         scan.fresh.update((c.chunk_id, c) for c in chunks)
         scan.parsed += 1
-    if problems:
-        raise CorpusError("\n".join(problems))
-    if not scan.files:
-        raise CorpusError(f"corpus folder {corpus_dir} holds no .md or .txt articles")
+    stop_on(problems, len(scan.files), corpus_dir)
     return scan

@@ -27,7 +27,8 @@ from ..answering.compose import ANSWERED, NOT_COVERED, REJECTED, URGENT, Reply, 
 from ..answering.service import Assistant
 from ..config import Settings
 from ..errors import AssistantError
-from ..evaluation.evalset import fenced, load_cases
+from ..evaluation.cases import load_cases
+from ..evaluation.reports import fenced
 from . import audit
 from .reviewlog import Entry, ReviewLog
 from .teach import Teacher

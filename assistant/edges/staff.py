@@ -25,7 +25,9 @@ from ..answering.compose import Reply, escape_markdown
 from ..answering.service import Assistant
 from ..config import Settings
 from ..errors import EvalFileError
-from ..evaluation.evalset import Result, fenced, load_cases, markdown_report, run_eval
+from ..evaluation.cases import Result, load_cases
+from ..evaluation.evalset import run_eval
+from ..evaluation.reports import fenced, markdown_report
 from .accounts import Gatekeeper, UserFile
 from .budget import ANSWERING
 from .feedback import COLUMNS, FeedbackStore
