@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import CORPUS
 
-from assistant.answering.triage import clauses_to_embed, embed_examples, load_rules, triage
+from assistant.answering.triage import clauses_to_embed, embed_examples, load_rules, not_covered_topic, triage
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,17 @@ def test_embedded_examples_are_one_unit_row_per_example(rules):
     examples = sum(len(f.examples) for f in rules.flags) + len(rules.everyday)
     assert embedded.example_vectors.shape == (examples, examples)
     assert rules.example_vectors is None, "the rules read from the file are left as they were"
+
+
+@pytest.mark.parametrize(
+    ("message", "topic"),
+    [
+        ("what dose of ibuprofen can I take?", "medication"),
+        ("how much does dry needling cost?", "cost"),
+        ("how dose dry needling work", None),  # "does", typed as "dose", is not a question about a dose
+        ("dose it hurt?", None),
+    ],
+)
+def test_known_not_covered_topics_are_found_by_pattern(rules, message, topic):
+    found = not_covered_topic(message, rules)
+    assert (found.id if found else None) == topic
