@@ -169,7 +169,7 @@ def test_similar_questions_are_grouped_most_frequent_first(embedder):
 
 def test_a_case_is_appended_to_the_staff_test_set_as_it_is(tmp_path):
     path = tmp_path / "staff-set.yaml"
-    shutil.copy(ROOT / "tests" / "data" / "staff-set.yaml", path)
+    shutil.copy(ROOT / "corpus" / "staff-set.yaml", path)
     before = path.read_text()
     name = add_case(path, REFUSED, "answered", INFECTION)
     after = path.read_text()

@@ -198,14 +198,14 @@ class Teacher:
         for hit in hits:
             for text, own in ranking.with_antecedents(hit.text):
                 if ranking.quotable(own, hit.section):
-                    asked = tuple(q for key, qs in keyed.items() if key in own for q in qs)
-                    found.append(ranking.Sentence(text, hit, asked, phrased=bool(keyed)))
+                    questions = tuple(q for key, qs in keyed.items() if key in own for q in qs)
+                    found.append(ranking.Sentence(text, hit, questions, phrased=bool(keyed)))
                     owns.append(own)
         if not found:
             raise TeachRefused(f"section {hits[0].section!r} has no sentence that can be quoted")
         focused = ranking.focus(question, topics)
-        phrased = [[ranking.focus_kept(q, topics) for q in s.phrasings] for s in found]
-        texts = list(dict.fromkeys([question, focused, *(s.text for s in found), *(q for qs in phrased for q in qs)]))
+        asked = [[ranking.focus_kept(q, topics) for q in s.phrasings] for s in found]
+        texts = list(dict.fromkeys([question, focused, *(s.text for s in found), *(q for qs in asked for q in qs)]))
         vectors = dict(zip(texts, self.embedder.encode(texts), strict=True))
         width = len(vectors[question])
         own_vectors = np.stack([vectors[s.text] for s in found])
