@@ -4,12 +4,7 @@ Loading the embedding model here is a mistake: any attempt fails the test that m
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT / "corpus"
 
 
 @pytest.fixture(autouse=True)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from conftest import CORPUS
 
 from assistant.articles.chunking import Chunker
 from assistant.articles.corpus import load_corpus, parse_article
 from assistant.articles.lexical import count_terms, mentions
 from assistant.errors import CorpusError
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "corpus"
 
 ARTICLE = "# Taping\n\nIntro line.\n\n## What is taping?\n\nTape is elastic.\n\n## Risks\n\n### Skin\n\nIt can itch.\n"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
+
 
 PACKAGE = ROOT / "assistant"
 MAX_FUNCTION_LINES = 60

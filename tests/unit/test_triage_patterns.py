@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from conftest import CORPUS
 
 from assistant.answering.triage import clauses_to_embed, embed_examples, load_rules, not_covered_topic, triage
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "corpus"
 
 
 @pytest.fixture(scope="module")
