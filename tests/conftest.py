@@ -43,6 +43,19 @@ def _isolated_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("ASSISTANT_AUDIT_LOG", str(tmp_path / "audit.log"))
 
 
+@pytest.fixture(autouse=True)
+def _no_model_in_unit_tests(request, monkeypatch):
+    """tests/unit is the pure core (``make test-fast``, seconds): loading the embedding model there fails."""
+    if "unit" not in request.path.parent.parts[-1:]:
+        return
+    from assistant import embeddings
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a unit test loaded the embedding model: move it out of tests/unit")
+
+    monkeypatch.setattr(embeddings.Embedder, "__init__", refuse)
+
+
 @pytest.fixture(scope="session")
 def embedder():
     from assistant.embeddings import Embedder
