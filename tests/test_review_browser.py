@@ -82,7 +82,9 @@ def test_staff_teach_a_refused_question_and_the_running_chat_answers_it(served):
             version = chat.reader.snapshot().manifest.version
 
             page.get_by_role("tab", name="Staff review").click()
-            page.locator("#staff-name textarea, #staff-name input").first.fill("alice")
+            name = page.locator("#staff-name textarea, #staff-name input").first
+            name.fill("alice")
+            expect(name).to_have_value("alice")  # filled once the tab has rendered, not before
             page.locator("#staff-password input, #staff-password textarea").first.fill(PASSWORD)
             page.get_by_role("tab", name="Review", exact=True).click()
             page.locator("#review-show").click()
