@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,14 +36,37 @@ def resolve_model_path(model: str) -> str:
 
 
 KEPT_TEXTS = 50_000
+# Threads per computation: torch's for the model, numpy's BLAS for comparing vectors, unless
+# OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say otherwise. One: a question's passes and products are
+# small and the app answers several questions at once, so a second thread mostly spin-waits (OpenMP
+# and OpenBLAS both spin after their work), taking a core from the other answers and from the Python
+# work around them. benchmarks/worst_message.py on 2 shared cores: an ordinary question 16-34 ms
+# instead of 25-470 ms, the costliest message 73-180 ms instead of 94-1,500 ms; the same answers.
+MODEL_THREADS = 1
+
+
+def limit_threads(threads: int) -> None:
+    """Torch's and numpy's BLAS thread pools to ``threads``, for the whole process (each has one
+    setting), except where the environment sets them."""
+    import torch
+
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(threads)
+    if not os.environ.get("OPENBLAS_NUM_THREADS"):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # installed with sentence-transformers (scikit-learn); without it, BLAS's default
+            return
+        threadpool_limits(threads, user_api="blas")
 
 
 class Embedder:
     """Unit-length sentence embeddings; ``encode`` is safe to call from many threads."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64, threads: int | None = MODEL_THREADS) -> None:
         self.model_id = model
         self.batch_size = batch_size
+        self.threads = threads  # None: the libraries' own defaults (one thread per core)
         self._model: SentenceTransformer | None = None
         self._load_lock = threading.Lock()
         self._kept: dict[str, np.ndarray] = {}
@@ -62,6 +86,8 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
+            if self.threads:
+                limit_threads(self.threads)
             hf_logging.disable_progress_bar()
             return SentenceTransformer(path, device="cpu").eval()
         except Exception as exc:  # any loader failure means the same thing to the user

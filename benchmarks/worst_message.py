@@ -1,15 +1,17 @@
 """What the costliest message a patient can send costs, against an ordinary question, in one run.
 
 ``.venv/bin/python benchmarks/worst_message.py [--report docs/reliability.md]``: builds the index in a
-temporary folder, then times ``Assistant.ask`` (median of N runs each) on an ordinary question and
-on messages built to cost the most: just under the length limit, made of ~110 distinct clauses
-(each a triage candidate), and a long story. Target: the worst costs at most 5x the ordinary one.
+temporary folder, then times ``Assistant.ask`` on an ordinary question and on messages built to cost
+the most: just under the length limit, made of ~110 distinct clauses (each a triage candidate), and a
+long story. Each of ``--runs`` rounds asks every message once, in a rotating order, so a busy machine
+slows them alike; the medians are compared. Target: the worst costs at most 5x the ordinary one.
 With ``--report``, the table replaces the block between the markers in that file.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -39,9 +41,11 @@ def many_clauses(limit: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=30, help="rounds (default 30)")
     parser.add_argument("--report", type=Path, help="write the table between the markers in this file")
     args = parser.parse_args(argv)
+    import torch
+
     from assistant.embeddings import Embedder
 
     with tempfile.TemporaryDirectory() as folder:
@@ -62,16 +66,24 @@ def main(argv: list[str] | None = None) -> int:
         }
         for message in messages.values():
             assistant.ask(message)  # warm caches the way a running app has them
-        stats = {
-            name: Stats(tuple(timed(lambda m=m: assistant.ask(m)) for _ in range(args.runs)))
-            for name, m in messages.items()
-        }
+        load = os.getloadavg()
+        # Round by round, each message once, in a rotating order: other work on the machine then slows
+        # every message alike instead of whichever was being timed while it ran.
+        names, samples = list(messages), {name: [] for name in messages}
+        for round_ in range(args.runs):
+            shift = round_ % len(names)
+            for name in names[shift:] + names[:shift]:
+                samples[name].append(timed(lambda m=messages[name]: assistant.ask(m)))
+        stats = {name: Stats(tuple(values)) for name, values in samples.items()}
+        threads = torch.get_num_threads()
     base = stats["ordinary question"].p50
     worst = max(s.p50 for s in stats.values())
     lines = [
         START,
         f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `.venv/bin/python benchmarks/worst_message.py"
-        f"{' --report ' + str(args.report) if args.report else ''}` ({args.runs} runs each, median).",
+        f"{' --report ' + str(args.report) if args.report else ''}` ({args.runs} rounds, each message once a "
+        f"round in a rotating order; median). {os.cpu_count()} CPU cores, model threads {threads}; load "
+        f"average before timing (1/5/15 min): {' / '.join(f'{x:.2f}' for x in load)}.",
         "",
         "| message | p50 ms | × ordinary |",
         "| --- | ---: | ---: |",
