@@ -53,10 +53,8 @@ def limit_threads(threads: int) -> None:
     if not os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(threads)
     if not os.environ.get("OPENBLAS_NUM_THREADS"):
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # installed with sentence-transformers (scikit-learn); without it, BLAS's default
-            return
+        from threadpoolctl import threadpool_limits
+
         threadpool_limits(threads, user_api="blas")
 
 
