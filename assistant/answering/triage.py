@@ -1,7 +1,7 @@
 """Red-flag triage and known not-covered topics, from clinic-editable rules in ``corpus/safety``.
 
 A message is split into clauses; a clause that opens with a negation ("no numbness") is set
-aside. Every other clause is matched against each flag's patterns, and compared in meaning with
+aside, unless a pattern takes the negation in ("no feeling down there"). Every other clause is matched against each flag's patterns, and compared in meaning with
 each flag's example phrasings, so lay wording and paraphrases are caught as well.
 """
 
@@ -210,13 +210,24 @@ def clauses(text: str) -> list[str]:
     return [c.strip(" -'\"") for c in _CLAUSE_BREAK.split(normalise(text)) if c.strip(" -'\"")]
 
 
+def negation_opener(clause: str, rules: SafetyRules) -> int:
+    """The length of the negation the clause opens with ("no", "there's no"), or 0."""
+    return max((len(o) for o in rules.negation_openers if clause == o or clause.startswith(o + " ")), default=0)
+
+
 def is_negated(clause: str, rules: SafetyRules) -> bool:
-    return any(clause == o or clause.startswith(o + " ") for o in rules.negation_openers)
+    return bool(negation_opener(clause, rules))
 
 
-def match_patterns(clause: str, flag: RedFlag, rules: SafetyRules) -> bool:
+def match_patterns(clause: str, flag: RedFlag, rules: SafetyRules, opener: int = 0) -> bool:
+    """Whether a pattern of ``flag`` matches, not cancelled by a negation just before it. In a clause
+    that opens with a negation (``opener`` characters), only a match that takes the negation in
+    counts: "no feeling down there" or "there's no reason to go on" says the symptom, "no numbness"
+    denies it."""
     for pattern in flag.patterns:
         for match in pattern.finditer(clause):
+            if opener and match.start() >= opener:
+                continue
             if not rules.negation_near.search(clause[: match.start()]):
                 return True
     return False
@@ -256,10 +267,14 @@ def triage(
     findings: list[Finding] = []
     found: set[str] = set()
     every = clauses(text)
-    affirmed = [(c, passed(every, i, rules)) for i, c in enumerate(every) if not is_negated(c, rules)]
-    for clause, over in affirmed:
+    openers = [negation_opener(c, rules) for c in every]
+    affirmed = [(c, passed(every, i, rules)) for i, c in enumerate(every) if not openers[i]]
+    for index, clause in enumerate(every):
+        over = passed(every, index, rules)
         for flag in rules.flags:
-            if flag.id not in found and not (over and flag.resolvable) and match_patterns(clause, flag, rules):
+            if flag.id in found or (over and flag.resolvable):
+                continue
+            if match_patterns(clause, flag, rules, openers[index]):
                 findings.append(Finding(flag, clause, "pattern"))
                 found.add(flag.id)
     candidates = bounded([c for c, _ in affirmed if comparable(c, rules)])

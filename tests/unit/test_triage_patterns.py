@@ -40,6 +40,32 @@ def test_a_negated_symptom_is_not_a_red_flag(rules, message):
     assert triage(message, rules).findings == ()
 
 
+@pytest.mark.parametrize(
+    ("message", "flag"),
+    [
+        ("there's no feeling in my private parts since this morning", "cauda-equina"),
+        ("there's no reason to keep going", "self-harm"),
+        ("never want to wake up again", "self-harm"),
+        ("not worth living like this", "self-harm"),
+    ],
+)
+def test_a_negation_that_is_part_of_the_symptom_still_raises_it(rules, message, flag):
+    assert flag in [f.flag.id for f in triage(message, rules).findings]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "is there any point going on with dry needling?",
+        "no point in going on with the needles if they don't work",
+        "there's no point carrying on with physio",
+        "no numbness anywhere, no weakness",
+    ],
+)
+def test_giving_up_on_a_treatment_is_not_a_crisis(rules, message):
+    assert triage(message, rules).findings == ()
+
+
 def test_everyday_back_pain_raises_nothing_by_pattern(rules):
     assert triage("my lower back hurts after gardening", rules).findings == ()
 
