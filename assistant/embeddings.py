@@ -36,13 +36,15 @@ def resolve_model_path(model: str) -> str:
 
 
 KEPT_TEXTS = 50_000
-# Threads per computation: torch's for the model, numpy's BLAS for comparing vectors, unless
-# OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say otherwise. One: a question's passes and products are
-# small and the app answers several questions at once, so a second thread mostly spin-waits (OpenMP
-# and OpenBLAS both spin after their work), taking a core from the other answers and from the Python
-# work around them. benchmarks/worst_message.py on 2 shared cores: an ordinary question 16-34 ms
-# instead of 25-470 ms, the costliest message 73-180 ms instead of 94-1,500 ms; the same answers.
-MODEL_THREADS = 1
+# Threads per computation in a serving process (``assistant.edges.web.prepare_serving_process``): torch's
+# for the model, numpy's BLAS for comparing vectors, unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say
+# otherwise. One: a question's passes and products are small and the app answers several questions at
+# once, so a second thread mostly spin-waits (OpenMP and OpenBLAS both spin after their work), taking a
+# core from the other answers and from the Python work around them. benchmarks/worst_message.py on 2
+# shared cores: an ordinary question 16-34 ms instead of 25-470 ms, the costliest message 73-180 ms
+# instead of 94-1,500 ms; the same answers. An ingest embeds thousands of texts in big batches and
+# keeps the libraries' defaults (a thread per core).
+SERVING_THREADS = 1
 
 
 def limit_threads(threads: int) -> None:
@@ -61,10 +63,9 @@ def limit_threads(threads: int) -> None:
 class Embedder:
     """Unit-length sentence embeddings; ``encode`` is safe to call from many threads."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64, threads: int | None = MODEL_THREADS) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64) -> None:
         self.model_id = model
         self.batch_size = batch_size
-        self.threads = threads  # None: the libraries' own defaults (one thread per core)
         self._model: SentenceTransformer | None = None
         self._load_lock = threading.Lock()
         self._kept: dict[str, np.ndarray] = {}
@@ -84,8 +85,6 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
-            if self.threads:
-                limit_threads(self.threads)
             hf_logging.disable_progress_bar()
             return SentenceTransformer(path, device="cpu").eval()
         except Exception as exc:  # any loader failure means the same thing to the user

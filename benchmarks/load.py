@@ -6,6 +6,8 @@
     .venv/bin/python benchmarks/load.py --url http://127.0.0.1:7861/ --clients 4 --seconds 10
     .venv/bin/python benchmarks/load.py --clients 20 --max-requests 5000 --seconds 1500 --warmup 500 \\
         --report docs/reliability.md --label memory
+    .venv/bin/python benchmarks/load.py --clients 20 --max-requests 5000 --seconds 1500 --warmup 500 \
+        --unbounded-memory --report docs/reliability.md --label memory-unbounded
 
 Without ``--url`` it starts its own app in a child process (a fresh index of corpus/ in a temporary
 folder, on a free port on 127.0.0.1) with the queue settings given, and stops it at the end.
@@ -19,7 +21,9 @@ ends in exactly one outcome:
 - error: anything else, including a reply without the safety text.
 
 With ``--warmup N`` (and an app started here) it also samples the app's resident memory (RSS) and
-reports how much it grew between the end of the first N requests and the end of the run.
+reports how much it grew between the end of the first N requests and the end of the run. The app
+starts as ``app.py`` serves (``assistant.edges.web.prepare_serving_process``: one model thread, memory
+bounds), or with ``--unbounded-memory`` with glibc's and Gradio's memory defaults (still one model thread).
 
 ``--report`` rewrites only this run's section (by ``--label``) of a Markdown file, with the command
 that produced it; ``--json`` prints the summary as one JSON object.
@@ -92,13 +96,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--report", type=Path, help="write this run's figures into this Markdown file")
     parser.add_argument("--label", default="load", help="the section of --report this run owns (default 'load')")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument(
+        "--unbounded-memory",
+        action="store_true",
+        help="start the app without app.py's memory bounds (glibc's and Gradio's defaults), to compare",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # internal: the child app
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.url and (args.queue_max_size is not None or args.concurrency_limit is not None):
         parser.error("--queue-max-size and --concurrency-limit apply only to the app this script starts (no --url)")
-    if args.url and args.warmup:
-        parser.error("--warmup measures the app this script starts (no --url)")
+    if args.url and (args.warmup or args.unbounded_memory):
+        parser.error("--warmup and --unbounded-memory apply only to the app this script starts (no --url)")
     if args.clients < 1 or args.seconds <= 0:
         parser.error("--clients must be at least 1 and --seconds above 0")
     return args
@@ -112,10 +121,14 @@ def serve(args: argparse.Namespace) -> int:
     from assistant.config import load_settings
     from assistant.edges.feedback import FeedbackStore
     from assistant.edges.ui import build_app
-    from assistant.edges.web import running, web_app
-    from assistant.embeddings import Embedder
+    from assistant.edges.web import prepare_serving_process, running, web_app
+    from assistant.embeddings import SERVING_THREADS, Embedder, limit_threads
     from assistant.wiring import build, reindex
 
+    if args.unbounded_memory:  # one model thread still, so only the memory bounds differ
+        limit_threads(SERVING_THREADS)
+    else:
+        prepare_serving_process()  # as app.py serves: one model thread, bounded memory
     with tempfile.TemporaryDirectory(prefix="load-") as tmp:
         overrides: dict[str, object] = {"index_dir": Path(tmp) / "index", "chroma_url": None, "staff_password": None}
         if args.queue_max_size is not None:
@@ -148,6 +161,8 @@ class ChildApp:
             cmd += ["--queue-max-size", str(args.queue_max_size)]
         if args.concurrency_limit is not None:
             cmd += ["--concurrency-limit", str(args.concurrency_limit)]
+        if args.unbounded_memory:
+            cmd.append("--unbounded-memory")
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
@@ -360,6 +375,7 @@ def summarise(results: Results, args: argparse.Namespace, app: dict[str, object]
         "statuses": dict(results.statuses),
         "messages": dict(results.messages.most_common(5)),
         "memory": memory(results, args.warmup),
+        "memory_bounds": None if args.url else not args.unbounded_memory,
     }
 
 
@@ -403,7 +419,11 @@ def section(
     ]
     mem = summary.get("memory")
     if isinstance(mem, dict):
+        from assistant.edges.web import GRADIO_EVENTS_KEPT, MALLOC_ARENAS
+
+        bounds = f"{MALLOC_ARENAS} malloc arenas, Gradio keeps its last {GRADIO_EVENTS_KEPT:,} events"
         rows += [
+            ("app memory bounds", bounds if summary.get("memory_bounds") else "none (glibc's and Gradio's defaults)"),
             (
                 f"app RSS at start / after {mem['warmup_requests']:,} requests / at the end / max, MB",
                 " / ".join(cell(mem[k]) for k in ("start_mb", "warm_mb", "end_mb", "max_mb")),

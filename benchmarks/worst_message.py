@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
+    from assistant.edges.web import prepare_serving_process
     from assistant.embeddings import Embedder
 
+    prepare_serving_process()  # as app.py serves: one model thread
     with tempfile.TemporaryDirectory() as folder:
         settings, _ = prepare(Path(folder))
         embedder = Embedder(settings.embed_model)

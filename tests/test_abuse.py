@@ -26,10 +26,11 @@ import pytest
 from conftest import free_port
 from gradio_client import Client
 
+from assistant import embeddings
 from assistant.edges.feedback import MAX_CELL, FeedbackStore
 from assistant.edges.staff import StaffHandlers
 from assistant.edges.ui import MAX_KEPT_MESSAGES, ChatHandlers, build_app
-from assistant.edges.web import running, web_app
+from assistant.edges.web import GRADIO_EVENTS_KEPT, prepare_serving_process, running, web_app
 
 pytestmark = pytest.mark.slow
 
@@ -386,6 +387,32 @@ def test_a_conversation_keeps_a_bounded_number_of_messages_and_ratings_still_poi
     for key, record in kept_replies.items():  # a rating still reaches the reply it was given on
         if kept[int(key)]["content"] != "safety":
             assert kept[int(key)]["content"] == f"answer {record['reply_id'][1:]}"
+
+
+@pytest.fixture
+def model_threads(monkeypatch) -> list[int]:
+    """What the serving process would set torch's and BLAS's threads to (not set for the test run)."""
+    asked: list[int] = []
+    monkeypatch.setattr(embeddings, "limit_threads", asked.append)
+    return asked
+
+
+def test_the_served_app_runs_one_model_thread_and_keeps_a_bounded_number_of_event_records(
+    assistant, monkeypatch, model_threads
+):
+    environ = {k: v for k, v in os.environ.items() if k not in ("GRADIO_ANALYTICS_MAX_EVENTS", "MALLOC_ARENA_MAX")}
+    monkeypatch.setattr(os, "environ", environ)
+    assert prepare_serving_process()  # glibc (Debian): the arena cap is set
+    assert model_threads == [1]
+    blocks = build_app(assistant, assistant.settings)
+    assert blocks._queue.ANALYTICS_MAX_EVENTS == GRADIO_EVENTS_KEPT
+
+
+def test_memory_settings_from_the_environment_win(assistant, monkeypatch, model_threads):
+    environ = {**os.environ, "GRADIO_ANALYTICS_MAX_EVENTS": "50", "MALLOC_ARENA_MAX": "4"}
+    monkeypatch.setattr(os, "environ", environ)
+    assert not prepare_serving_process()  # glibc read MALLOC_ARENA_MAX itself at start
+    assert build_app(assistant, assistant.settings)._queue.ANALYTICS_MAX_EVENTS == 50
 
 
 def test_accepting_a_message_shows_it_with_urgent_advice_without_waiting_for_an_answer(assistant):

@@ -8,7 +8,10 @@ Gradio's permissive CORS handling is replaced by a strict one (a parent app that
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -252,12 +255,38 @@ def serve_forever(app: FastAPI, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+# How a serving process runs, unless the environment says otherwise. glibc gives each thread that
+# allocates at once an arena of its own (up to 8 per core) and keeps what is freed in each, so the
+# answering threads grow the process long after warm-up; two arenas cost no throughput here
+# (docs/reliability.md, the memory runs). Gradio keeps a record of each of its last N queued events.
+MALLOC_ARENAS = 2
+GRADIO_EVENTS_KEPT = 1_000
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def prepare_serving_process() -> bool:
+    """One model thread (``embeddings.SERVING_THREADS``), glibc's malloc arenas capped for threads that
+    allocate from now on, and Gradio's event records capped. Call it before the model and the app are
+    built. Returns whether the arena cap took effect (glibc, MALLOC_ARENA_MAX not set)."""
+    from ..embeddings import SERVING_THREADS, limit_threads
+
+    limit_threads(SERVING_THREADS)
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", str(GRADIO_EVENTS_KEPT))
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
+    except (OSError, AttributeError):  # not glibc (musl, another libc): its own allocator's behaviour
+        return False
+
+
 def serve(settings: Settings) -> None:
     """The chat for patients (and the staff tab, when it is on), until the process is stopped."""
     from ..wiring import build
     from .feedback import FeedbackStore
     from .review import with_review
 
+    prepare_serving_process()
     assistant = build(settings)
     feedback = FeedbackStore.from_settings(settings)  # SQLite, or ASSISTANT_DATABASE_URL; schema brought up to date
 
