@@ -246,11 +246,10 @@ def bounded(items: list[str], limit: int = MAX_EMBEDDED_CLAUSES) -> list[str]:
 
 
 def comparable(clause: str, rules: SafetyRules) -> bool:
-    return (
-        not is_negated(clause, rules)
-        and len(clause.split()) >= MIN_CLAUSE_WORDS
-        and not rules.reassuring.search(clause)
-    )
+    """Affirmed and long enough to compare by meaning. A clause with a reassuring word ("fine",
+    "better") is compared too, but can raise only the crisis tier: "they'd all be better off" is
+    no reassurance."""
+    return not is_negated(clause, rules) and len(clause.split()) >= MIN_CLAUSE_WORDS
 
 
 def triage(
@@ -279,7 +278,8 @@ def triage(
                 found.add(flag.id)
     candidates = bounded([c for c, _ in affirmed if comparable(c, rules)])
     if whole and len(every) > 1 and all(comparable(c, rules) or len(c.split()) < MIN_CLAUSE_WORDS for c in every):
-        if not any(over for _, over in affirmed) and not any(_HEDGED.search(c) for c in every):
+        calm = any(over for _, over in affirmed) or any(rules.reassuring.search(c) for c in every)
+        if not calm and not any(_HEDGED.search(c) for c in every):
             candidates.append(whole)
     if clause_vectors is not None and rules.example_vectors is None and any(f.examples for f in rules.flags):
         raise ValueError("triage by meaning needs the rules' examples embedded first: see embed_examples")
@@ -289,6 +289,8 @@ def triage(
         owner = np.asarray(rules.example_owner)
         for row, clause in enumerate(candidates):
             finding = nearest_flag(clause, similarity[row], owner, rules)
+            if finding and finding.flag.tier != "crisis" and rules.reassuring.search(clause):
+                continue
             if finding and finding.flag.id not in found and not (clause in resolved and finding.flag.resolvable):
                 findings.append(finding)
                 found.add(finding.flag.id)

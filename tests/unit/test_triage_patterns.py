@@ -47,6 +47,7 @@ def test_a_negated_symptom_is_not_a_red_flag(rules, message):
         ("there's no reason to keep going", "self-harm"),
         ("never want to wake up again", "self-harm"),
         ("not worth living like this", "self-harm"),
+        ("I just want to go to sleep for good and not deal with any of it", "self-harm"),
     ],
 )
 def test_a_negation_that_is_part_of_the_symptom_still_raises_it(rules, message, flag):
@@ -60,6 +61,7 @@ def test_a_negation_that_is_part_of_the_symptom_still_raises_it(rules, message, 
         "no point in going on with the needles if they don't work",
         "there's no point carrying on with physio",
         "no numbness anywhere, no weakness",
+        "I want the pain to disappear for good",
     ],
 )
 def test_giving_up_on_a_treatment_is_not_a_crisis(rules, message):
