@@ -87,6 +87,16 @@ def test_red_flag_in_an_over_long_message_is_still_escalated(assistant):
     assert "crisis" in reply.answer.lower()
 
 
+def test_a_reassuring_word_does_not_hide_a_crisis(assistant):
+    reply = assistant.ask("I think everyone would be better off, honestly, if I just went away")
+    assert reply.trace.flag_ids() == ["self-harm"], reply.trace.triage
+
+
+@pytest.mark.parametrize("message", ["my back feels better after the needling", "I'm fine, just a sore back"])
+def test_a_reassuring_statement_raises_nothing(assistant, message):
+    assert assistant.ask(message).trace.flag_ids() == []
+
+
 @pytest.mark.parametrize(
     "question",
     [
