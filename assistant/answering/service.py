@@ -387,11 +387,12 @@ class Reading:
         return with_context(self.vectors[self.question], self.vectors.get(self.context or ""), self.context_weight)
 
     def focused_query(self) -> np.ndarray:
-        """The focused question and the story's last question, each leaning on the focused context."""
+        """The message's last question and the whole message, focused, each leaning on the focused context.
+        The first row is what the not-covered examples are compared with: in a story, what is asked."""
         context = self.vectors.get(self.focused_context or "")
         return np.stack(
             [
-                with_context(self.vectors[self.focused], context, self.context_weight),
                 with_context(self.vectors[self.asked], context, self.context_weight),
+                with_context(self.vectors[self.focused], context, self.context_weight),
             ]
         )
