@@ -267,11 +267,11 @@ def triage(
     found: set[str] = set()
     every = clauses(text)
     openers = [negation_opener(c, rules) for c in every]
-    affirmed = [(c, passed(every, i, rules)) for i, c in enumerate(every) if not openers[i]]
+    gone = [passed(every, i, rules) for i in range(len(every))]
+    affirmed = [(c, gone[i]) for i, c in enumerate(every) if not openers[i]]
     for index, clause in enumerate(every):
-        over = passed(every, index, rules)
         for flag in rules.flags:
-            if flag.id in found or (over and flag.resolvable):
+            if flag.id in found or (gone[index] and flag.resolvable):
                 continue
             if match_patterns(clause, flag, rules, openers[index]):
                 findings.append(Finding(flag, clause, "pattern"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from ..evaluation.cases import load_cases
 from ..evaluation.reports import fenced
 from . import audit
 from .reviewlog import Entry, ReviewLog
-from .teach import Teacher
+from .teach import Taught, Teacher
 
 log = logging.getLogger("assistant.review")
 
@@ -241,6 +241,29 @@ class ReviewHandlers:
     def _teacher(self) -> Teacher:
         return Teacher.from_settings(self.settings, self.assistant.services.embedder)
 
+    def _teach_each(
+        self,
+        who: str,
+        group: Group,
+        teach: Callable[[str], Taught],
+        describe: Callable[[Taught], str],
+        resolution: str,
+    ) -> tuple[list[str], list[str]]:
+        """Teach each question of ``group``, auditing what was taught; the group leaves the queue when
+        any was. Returns the report lines: taught, and refused with the reason."""
+        done, refused = [], []
+        for question in group.questions:
+            try:
+                taught = teach(question)
+            except AssistantError as exc:
+                refused.append(f"- {escape_markdown(question)}: {escape_markdown(str(exc))}")
+                continue
+            done.append(f"- {escape_markdown(question)}{describe(taught)}")
+            self._audit(who, file=str(taught.path), **taught.detail)
+        if done and self.queue is not None:
+            self.queue.resolve([e.id for e in group.entries], resolution)
+        return done, refused
+
     def _audit(self, who: str, action: str, **detail: object) -> None:
         audit.record(self.settings.audit_log, who, action=action, **detail)
 
@@ -290,17 +313,14 @@ class ReviewHandlers:
         if group is None or not passage:
             return "Choose a group and the passage that answers it first (Show the questions to review)."
         section, _, article = passage.partition(" | ")
-        teacher, done, refused = self._teacher(), [], []
-        for question in group.questions:
-            try:
-                taught = teacher.attach(question, section, article or None)
-            except AssistantError as exc:
-                refused.append(f"- {escape_markdown(question)}: {escape_markdown(str(exc))}")
-                continue
-            done.append(f"- {escape_markdown(question)} → {escape_markdown(taught.detail['key'])}")
-            self._audit(who, file=str(taught.path), **taught.detail)
-        if done and self.queue is not None:
-            self.queue.resolve([e.id for e in group.entries], f"attached by {who}")
+        teacher = self._teacher()
+        done, refused = self._teach_each(
+            who,
+            group,
+            lambda question: teacher.attach(question, section, article or None),
+            lambda taught: f" → {escape_markdown(taught.detail['key'])}",
+            f"attached by {who}",
+        )
         return _action_report(f"Attached to {escape_markdown(section)}", done, refused, taught_file="corpus/phrasings/")
 
     def not_covered(
@@ -312,17 +332,14 @@ class ReviewHandlers:
         group = self._group(choice)
         if group is None:
             return "Choose a group first (Show the questions to review)."
-        teacher, done, refused = self._teacher(), [], []
-        for question in group.questions:
-            try:
-                taught = teacher.not_covered(question, ask or None)
-            except AssistantError as exc:
-                refused.append(f"- {escape_markdown(question)}: {escape_markdown(str(exc))}")
-                continue
-            done.append(f"- {escape_markdown(question)} (topic {escape_markdown(taught.detail['topic'])})")
-            self._audit(who, file=str(taught.path), **taught.detail)
-        if done and self.queue is not None:
-            self.queue.resolve([e.id for e in group.entries], f"not covered, by {who}")
+        teacher = self._teacher()
+        done, refused = self._teach_each(
+            who,
+            group,
+            lambda question: teacher.not_covered(question, ask or None),
+            lambda taught: f" (topic {escape_markdown(taught.detail['topic'])})",
+            f"not covered, by {who}",
+        )
         return _action_report("Marked not covered", done, refused, taught_file="corpus/safety/not-covered.yaml")
 
     def add_to_set(
