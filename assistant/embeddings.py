@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +39,11 @@ def resolve_model_path(model: str) -> str:
 
 
 KEPT_TEXTS = 50_000
+# A saved vector is used when the model gives at least this cosine for its text again: the same
+# weights give ~1.0 (batching moves the last digits), any other model far less.
+SAME_VECTOR = 0.999
+
+logger = logging.getLogger(__name__)
 # Threads per computation in a serving process (``assistant.edges.web.prepare_serving_process``): torch's
 # for the model, numpy's BLAS for comparing vectors, unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say
 # otherwise. One: a question's passes and products are small and the app answers several questions at
@@ -70,6 +78,7 @@ class Embedder:
         self._load_lock = threading.Lock()
         self._kept: dict[str, np.ndarray] = {}
         self._kept_lock = threading.Lock()
+        self._noting: list[set[str]] = []
 
     @property
     def model(self) -> SentenceTransformer:
@@ -143,6 +152,8 @@ class Embedder:
     def encode_kept(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Vectors of texts that recur (article sentences, phrasings, examples), each embedded once
         per model and kept, up to ``KEPT_TEXTS``; every assistant sharing this model shares them."""
+        for noted in self._noting:
+            noted.update(texts)
         found = {t: v for t in texts if (v := self._kept.get(t)) is not None}
         missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
@@ -153,6 +164,54 @@ class Embedder:
                 self._kept.update(fresh)
             found.update(fresh)
         return found
+
+    @contextmanager
+    def noting_kept(self) -> Iterator[set[str]]:
+        """The kept texts asked for while inside (from any thread), to see which ones an assistant uses."""
+        noted: set[str] = set()
+        self._noting.append(noted)
+        try:
+            yield noted
+        finally:
+            self._noting.remove(noted)
+
+    def save_kept(self, path: Path, texts: Iterable[str]) -> None:
+        """Write the kept vectors of ``texts`` to ``path`` (replaced whole, never half-written), for
+        ``load_kept`` in the next process using this model."""
+        with self._kept_lock:
+            chosen = sorted(t for t in set(texts) if t in self._kept)
+            vectors = np.stack([self._kept[t] for t in chosen]) if chosen else np.zeros((0, 0), np.float32)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        try:
+            with open(partial, "wb") as out:
+                np.savez(out, model=np.array(self.model_id), texts=np.array(chosen, dtype=str), vectors=vectors)
+            os.replace(partial, path)
+        except OSError as exc:  # a speed-up only: the next process embeds them itself
+            partial.unlink(missing_ok=True)
+            logger.warning("could not save vectors to %s (%s); they will be embedded at start-up", path, exc)
+
+    def load_kept(self, path: Path) -> int:
+        """Keep the vectors ``save_kept`` wrote to ``path``, when this model still gives the same vector
+        for the first of them; returns how many. A missing or unreadable file, another model's, or one
+        the model no longer agrees with is passed over: its texts are only embedded again."""
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                model, texts, vectors = str(saved["model"]), saved["texts"].tolist(), saved["vectors"]
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            logger.warning("ignoring the saved vectors in %s (%s); they will be embedded again", path, exc)
+            return 0
+        if model != self.model_id or not texts or len(texts) != len(vectors) or len(texts) > KEPT_TEXTS:
+            return 0
+        if float(self.encode_one(texts[0]) @ vectors[0]) < SAME_VECTOR:
+            logger.warning("ignoring the saved vectors in %s: the model now embeds them differently", path)
+            return 0
+        with self._kept_lock:
+            if len(self._kept) + len(texts) > KEPT_TEXTS:
+                self._kept.clear()
+            self._kept.update(zip(texts, vectors, strict=True))
+        return len(texts)
 
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]

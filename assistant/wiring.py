@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
+
+KEPT_VECTORS = "answer-vectors.npz"  # in the index folder: see keep_answer_vectors
 
 if TYPE_CHECKING:
     from .answering.retrieval import Reader
@@ -62,9 +65,12 @@ def build(
     from .articles.store import open_store
     from .embeddings import Embedder
 
+    embedder = embedder or Embedder(settings.embed_model)
+    if warm:
+        embedder.load_kept(kept_vectors(settings))
     services = Services(
         settings=settings,
-        embedder=embedder or Embedder(settings.embed_model),
+        embedder=embedder,
         store=store or open_store(settings.index_dir, settings.chroma_url),
         rules=load_rules(settings.corpus_dir),
     )
@@ -87,12 +93,24 @@ def reindex(
     options.setdefault("progress", False)
     options.setdefault("keep_versions", settings.keep_versions)
     options.setdefault("coordination", Coordination.from_settings(settings))
+    embedder = embedder or Embedder(settings.embed_model)
     with opened(settings, store) as target:
-        return ingest(
-            target,
-            settings.corpus_dir,
-            settings.index_dir,
-            embedder or Embedder(settings.embed_model),
-            chunker(settings),
-            **options,
-        )
+        report = ingest(target, settings.corpus_dir, settings.index_dir, embedder, chunker(settings), **options)
+        if report.version is not None and not report.refused and not options.get("dry_run"):
+            keep_answer_vectors(settings, embedder, target)
+        return report
+
+
+def kept_vectors(settings: Settings) -> Path:
+    return settings.index_dir / KEPT_VECTORS
+
+
+def keep_answer_vectors(settings: Settings, embedder: Embedder, store: IndexStore) -> None:
+    """Save beside the index the vectors a starting assistant embeds (the red-flag and not-covered
+    examples, the first passages' sentences and phrasings), so the app starts without embedding them
+    again. Only a speed-up: a file that is missing or stale just means embedding them at start-up."""
+    path = kept_vectors(settings)
+    embedder.load_kept(path)
+    with embedder.noting_kept() as used:
+        build(settings, embedder=embedder, store=store, warm=False).warm()
+    embedder.save_kept(path, used)

@@ -37,3 +37,48 @@ def test_kept_vectors_are_the_model_vectors_and_are_embedded_once(embedder, monk
     np.testing.assert_allclose(np.stack([kept[t] for t in TEXTS[:3]]), embedder.encode(TEXTS[:3]), atol=1e-5)
     monkeypatch.setattr(embedder, "encode", lambda texts: (_ for _ in ()).throw(AssertionError(texts)))
     assert set(embedder.encode_kept(TEXTS[:3])) == set(TEXTS[:3])  # no new embedding
+
+
+def same_model(embedder):
+    """A new Embedder of the loaded model, with nothing kept: as a new process would start."""
+    from assistant.embeddings import Embedder
+
+    fresh = Embedder(embedder.model_id)
+    fresh._model = embedder.model
+    return fresh
+
+
+def counting_encodes(monkeypatch, embedder) -> list[str]:
+    encoded: list[str] = []
+    real = embedder.encode
+    monkeypatch.setattr(embedder, "encode", lambda texts, progress=False: encoded.extend(texts) or real(texts))
+    return encoded
+
+
+def test_saved_vectors_are_used_by_the_next_embedder_of_the_same_model(embedder, tmp_path, monkeypatch):
+    path = tmp_path / "vectors.npz"
+    embedder.encode_kept(TEXTS[:3])
+    embedder.save_kept(path, TEXTS[:2])
+    fresh = same_model(embedder)
+    assert fresh.load_kept(path) == 2
+    encoded = counting_encodes(monkeypatch, fresh)
+    kept = fresh.encode_kept(TEXTS[:3])
+    assert encoded == [TEXTS[2]]  # only the text that was not saved
+    np.testing.assert_allclose(np.stack([kept[t] for t in TEXTS[:3]]), embedder.encode(TEXTS[:3]), atol=1e-5)
+
+
+def test_saved_vectors_of_another_model_or_a_broken_file_are_passed_over(embedder, tmp_path):
+    path = tmp_path / "vectors.npz"
+    embedder.encode_kept(TEXTS[:2])
+    embedder.save_kept(path, TEXTS[:2])
+    with np.load(path) as saved:
+        parts = dict(saved)
+    for name, change in [
+        ("another model", {"model": np.array("some/other-model")}),
+        ("other weights", {"vectors": parts["vectors"][::-1].copy()}),  # each text gets the other's vector
+    ]:
+        np.savez(path.with_suffix(".x.npz"), **{**parts, **change})
+        assert same_model(embedder).load_kept(path.with_suffix(".x.npz")) == 0, name
+    path.write_bytes(b"not a numpy archive")
+    assert same_model(embedder).load_kept(path) == 0
+    assert same_model(embedder).load_kept(tmp_path / "missing.npz") == 0

@@ -15,6 +15,7 @@ from conftest import ROOT, build_index, make_assistant, make_settings
 
 from assistant.articles.indexing import rollback, writer_lock
 from assistant.articles.store import open_store
+from assistant.embeddings import Embedder
 from assistant.errors import CorpusError, IngestLocked, ModelMismatch
 
 ARTICLE = "dry-needling-for-back-pain.md"
@@ -281,3 +282,20 @@ def test_an_incremental_version_equals_a_full_rebuild(corpus_copy, tmp_path, emb
     assert got.term_frequencies == want.term_frequencies and got.term_chunks == want.term_chunks
     ids = sorted(open_store(index_dir, None).open(got).get()["ids"])
     assert ids == sorted(open_store(tmp_path / "full", None).open(want).get()["ids"])
+
+
+def test_ingest_saves_what_a_starting_assistant_embeds_so_the_app_starts_without_it(
+    corpus_copy, tmp_path, embedder, monkeypatch
+):
+    from assistant.wiring import KEPT_VECTORS, build
+
+    build_index(corpus_copy, tmp_path / "index", embedder)
+    assert (tmp_path / "index" / KEPT_VECTORS).exists()
+    fresh = Embedder(embedder.model_id)
+    fresh._model = embedder.model  # a new process: the model loaded, nothing embedded yet
+    encoded: list[str] = []
+    real = fresh.encode
+    monkeypatch.setattr(fresh, "encode", lambda texts, progress=False: encoded.extend(texts) or real(texts))
+    build(make_settings(corpus_copy, tmp_path / "index"), embedder=fresh)
+    # the red-flag and not-covered examples, the phrasings and sentences: ~2,000 texts without the file
+    assert len(encoded) <= 2, encoded  # the saved file's check, and the warm-up question
