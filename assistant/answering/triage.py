@@ -49,6 +49,9 @@ class Topic:
     patterns: tuple[re.Pattern[str], ...]
     ask: str
     examples: tuple[str, ...] = ()  # questions on it, compared by meaning
+    # Matched in the whole message, background included ("I'm pregnant. Can I have it?"); other
+    # topics only in what a message of several sentences asks (see ``not_covered_topic``).
+    anywhere: bool = False
 
 
 @dataclass
@@ -157,6 +160,7 @@ def load_rules(corpus_dir: Path) -> SafetyRules:
                 _compile(topics_path, where, entry.get("patterns") or []),
                 str(entry["ask"]),
                 tuple(e.strip() for e in examples),
+                anywhere=bool(entry.get("anywhere", False)),
             )
         )
     return SafetyRules(
@@ -322,8 +326,23 @@ def not_covered_examples(rules: SafetyRules) -> list[str]:
 
 
 def not_covered_topic(text: str, rules: SafetyRules) -> Topic | None:
+    """The topic a pattern finds in what the message asks. In a message of several sentences that is
+    its questions: a story's background ("I take codeine", "it's £55 a session") is not what it asks,
+    except for a topic marked ``anywhere``."""
+    asked = set(clauses(" ".join(asking_sentences(text))))
     for clause in clauses(text):
         for topic in rules.topics:
-            if any(p.search(clause) for p in topic.patterns):
+            if (topic.anywhere or clause in asked) and any(p.search(clause) for p in topic.patterns):
                 return topic
     return None
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def asking_sentences(text: str) -> list[str]:
+    """The sentences that ask something: those ending with "?", or the whole text when it is one
+    sentence or asks nothing with a question mark."""
+    sentences = [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+    asking = [s for s in sentences if s.endswith("?")]
+    return asking if len(sentences) > 1 and asking else [text]

@@ -104,6 +104,14 @@ def test_embedded_examples_are_one_unit_row_per_example(rules):
         ("how much does dry needling cost?", "cost"),
         ("how dose dry needling work", None),  # "does", typed as "dose", is not a question about a dose
         ("dose it hurt?", None),
+        # a story's background is not what it asks ...
+        ("I've been on tramadol for a year. Is dry needling a drug-free option?", None),
+        ("A clinic near work does it really cheap. Is it likely to make day-to-day life easier?", None),
+        ("I'm on tramadol for my back. Can I take ibuprofen with it?", "medication"),
+        ("My back is sore. How much is a session? Does it hurt?", "cost"),
+        ("on tramadol, cheap clinic, does it work", "medication"),  # one sentence: all of it is asked
+        # ... except for a topic that changes every answer
+        ("I'm 20 weeks pregnant. Is dry needling safe?", "pregnancy"),
     ],
 )
 def test_known_not_covered_topics_are_found_by_pattern(rules, message, topic):
