@@ -16,6 +16,8 @@ import numpy as np
 from .config import DEFAULT_MODEL
 from .errors import ModelUnavailable
 
+logger = logging.getLogger(__name__)
+
 # Up to this many texts (a question and its clauses, a passage's sentences) go straight through the
 # model; more (an ingest) go through ``SentenceTransformer.encode``, which batches them by length.
 DIRECT_TEXTS = 64
@@ -42,8 +44,6 @@ KEPT_TEXTS = 50_000
 # A saved vector is used when the model gives at least this cosine for its text again: the same
 # weights give ~1.0 (batching moves the last digits), any other model far less.
 SAME_VECTOR = 0.999
-
-logger = logging.getLogger(__name__)
 # Threads per computation in a serving process (``assistant.edges.web.prepare_serving_process``): torch's
 # for the model, numpy's BLAS for comparing vectors, unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say
 # otherwise. One: a question's passes and products are small and the app answers several questions at

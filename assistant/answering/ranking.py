@@ -23,6 +23,7 @@ import numpy as np
 
 from ..articles.corpus import sentences
 from .retrieval import Hit
+from .triage import message_sentences
 
 # Sentences that introduce an article rather than say anything: never quoted.
 _NOT_AN_ANSWER = re.compile(
@@ -197,12 +198,9 @@ def suggest(ranked: Sequence[Candidate], limits: Thresholds) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
 def last_question(text: str) -> str:
     """The last sentence that asks something, in a message of several ("… my back is sore. Will it help?")."""
-    parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
+    parts = message_sentences(text)
     if len(parts) < 2:
         return text
     asking = [p for p in parts if p.endswith("?")]

@@ -340,9 +340,14 @@ def not_covered_topic(text: str, rules: SafetyRules) -> Topic | None:
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
+def message_sentences(text: str) -> list[str]:
+    """A patient's message cut into sentences (after ".", "!" or "?" and a space)."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
 def asking_sentences(text: str) -> list[str]:
     """The sentences that ask something: those ending with "?", or the whole text when it is one
     sentence or asks nothing with a question mark."""
-    sentences = [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+    sentences = message_sentences(text)
     asking = [s for s in sentences if s.endswith("?")]
     return asking if len(sentences) > 1 and asking else [text]
