@@ -55,8 +55,9 @@ class Settings(BaseSettings):
     in_memory_chunks: int = 1000
     max_quotes: int = 3
     max_question_chars: int = 2000
-    history_turns: int = 1
-    # A message of at most this many words, or one that refers back ("does it hurt?"), is read with the last one.
+    # A message of at most this many words, or one that refers back ("does it hurt?"), is read with the
+    # patient's last ``history_turns`` messages ("I have haemophilia" / "my physio wants to needle" / "ok for me?").
+    history_turns: int = 2
     follow_up_words: int = 8
     # and leans on it with this weight (the earlier message's vector, added to its own).
     context_weight: float = 0.5

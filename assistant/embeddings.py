@@ -108,6 +108,11 @@ class Embedder:
         dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(dimension() or 0)
 
+    def words(self) -> frozenset[str]:
+        """The whole words the model's tokenizer knows: real words, whatever the articles say."""
+        vocabulary: dict[str, int] = getattr(self.model.tokenizer, "get_vocab", dict)()
+        return frozenset(w for w in vocabulary if w.isalpha() and w.isascii())
+
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)

@@ -15,7 +15,7 @@ answer, as suggestions. Pure functions over arrays: no model, no store.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -211,14 +211,17 @@ _TOKEN = re.compile(r"[A-Za-z]+(?:['’-][A-Za-z]+)*|[^A-Za-z]+")
 
 
 def distance(word: str, target: str) -> int:
-    """Edits (insert, delete, substitute) between two words."""
-    previous = list(range(len(target) + 1))
+    """Edits between two words: insert, delete, substitute, or swap two neighbours ("saef", "safe")."""
+    rows = [list(range(len(target) + 1))]
     for i, a in enumerate(word, start=1):
         current = [i]
         for j, b in enumerate(target, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
-        previous = current
-    return previous[-1]
+            edits = min(rows[-1][j] + 1, current[j - 1] + 1, rows[-1][j - 1] + (a != b))
+            if i > 1 and j > 1 and a == target[j - 2] and word[i - 2] == b:
+                edits = min(edits, rows[-2][j - 2] + 1)
+            current.append(edits)
+        rows = [rows[-1], current]
+    return rows[-1][-1]
 
 
 def allowed_edits(target: str) -> int:
@@ -261,12 +264,15 @@ def focus(text: str, topics: Sequence[str]) -> str:
 
 
 class Speller:
-    """Mends likely typos ("side efects", "practioner") toward the words the articles, their
+    """Mends likely typos ("side efects", "practioner", "saef") toward the words the articles, their
     phrasings and the not-covered examples use, so a misspelt question still finds its phrasing.
-    Only words of five letters or more, with the same first letter, and not already known."""
+    Only words of four letters or more, with the same first letter, and never a word that is
+    already a word: known here, or one of ``words`` (the embedding model's vocabulary), so
+    "cousin" is not made "causing" nor "feeling" "falling"."""
 
-    def __init__(self, texts: Sequence[str]) -> None:
+    def __init__(self, texts: Sequence[str], words: Iterable[str] = ()) -> None:
         self.known = {w for text in texts for w in _WORD.findall(text.casefold())}
+        self.real = self.known | {w.casefold() for w in words}
         self._by_initial: dict[str, list[str]] = {}
         for word in sorted(self.known):
             if len(word) >= 4:
@@ -275,17 +281,17 @@ class Speller:
 
     def word(self, word: str) -> str:
         lower = word.casefold()
-        if len(lower) < 5 or lower in self.known:
+        if len(lower) < 4 or lower in self.real:
             return word
         mended = self._mended.get(lower)
         if mended is None:
             near = [
-                (distance(lower, w), w)
+                (distance(lower, w), len(w) < len(lower), w)  # letters are dropped more than added
                 for w in self._by_initial.get(lower[0], ())
                 if abs(len(w) - len(lower)) <= allowed_edits(w)
             ]
-            near = [(d, w) for d, w in near if d <= allowed_edits(w)]
-            mended = min(near)[1] if near else lower
+            near = [(d, shorter, w) for d, shorter, w in near if d <= allowed_edits(w)]
+            mended = min(near)[2] if near else lower
             if len(self._mended) < 10_000:
                 self._mended[lower] = mended
         return mended

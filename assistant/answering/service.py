@@ -306,7 +306,7 @@ class Assistant:
             texts += [a.get("title", "") for a in snapshot.manifest.articles.values()]
             texts += [key for keyed in snapshot.phrasings.values() for key in keyed]
             texts += not_covered_examples(self.services.rules)
-            speller = ranking.Speller(texts)
+            speller = ranking.Speller(texts, self.services.embedder.words())
             self._spelling = (snapshot.manifest.version, speller)
         return speller
 

@@ -41,6 +41,18 @@ class RedFlag:
     examples: tuple[str, ...]
     threshold: float | None = None  # similarity to an example that raises it; the file's default if None
     resolvable: bool = False  # a symptom the patient says has passed ("it's gone now") is not raised
+    lasting: re.Pattern[str] | None = None  # ...unless it is one that never passes ("I had cancer years ago")
+    # ...and, when set, only if the message says the patient is well now and nothing says it is back.
+    recovered: re.Pattern[str] | None = None
+    relapse: re.Pattern[str] | None = None
+
+    def cleared_by_passing(self, clause: str, message: str) -> bool:
+        """Whether ``clause`` of ``message``, said to have passed, no longer raises this flag."""
+        if not self.resolvable or (self.lasting and self.lasting.search(clause)):
+            return False
+        if self.recovered is None:
+            return True
+        return bool(self.recovered.search(message)) and not (self.relapse and self.relapse.search(message))
 
 
 @dataclass(frozen=True)
@@ -119,28 +131,7 @@ def load_rules(corpus_dir: Path) -> SafetyRules:
     """Read and validate both rule files; errors name the file and the entry."""
     flags_path, topics_path = corpus_dir / RED_FLAGS_FILE, corpus_dir / NOT_COVERED_FILE
     data = _load_yaml(flags_path)
-    flags = []
-    for number, entry in enumerate(data.get("flags") or [], start=1):
-        where = f"flag {number} ({entry.get('id', 'no id') if isinstance(entry, dict) else entry!r})"
-        if not isinstance(entry, dict):
-            raise CorpusError(f"{flags_path}: {where}: expected id, tier, title, message, patterns, examples")
-        missing = [k for k in ("id", "tier", "title", "message", "examples") if not entry.get(k)]
-        if missing:
-            raise CorpusError(f"{flags_path}: {where}: missing {', '.join(missing)}")
-        if entry["tier"] not in TIERS:
-            raise CorpusError(f"{flags_path}: {where}: tier {entry['tier']!r} is not one of {', '.join(TIERS)}")
-        flags.append(
-            RedFlag(
-                id=str(entry["id"]),
-                tier=str(entry["tier"]),
-                title=str(entry["title"]),
-                message=" ".join(str(entry["message"]).split()),
-                patterns=_compile(flags_path, where, entry.get("patterns") or []),
-                examples=tuple(str(e) for e in entry["examples"]),
-                threshold=float(entry["threshold"]) if entry.get("threshold") is not None else None,
-                resolvable=bool(entry.get("resolvable")),
-            )
-        )
+    flags = [_read_flag(flags_path, number, entry) for number, entry in enumerate(data.get("flags") or [], start=1)]
     if not flags:
         raise CorpusError(f"{flags_path}: no flags defined; the assistant will not run without red-flag triage")
     negation = data.get("negation") or {}
@@ -175,6 +166,35 @@ def load_rules(corpus_dir: Path) -> SafetyRules:
         margin=float(data.get("everyday_margin", 0.0)),
         negation_near=re.compile(rf"\b({'|'.join(near)})\b[\w\s']{{0,12}}$" if near else r"(?!)", re.IGNORECASE),
     )
+
+
+def _read_flag(path: Path, number: int, entry: object) -> RedFlag:
+    """One flag of the red-flags file, checked; errors name the file and the flag."""
+    where = f"flag {number} ({entry.get('id', 'no id') if isinstance(entry, dict) else entry!r})"
+    if not isinstance(entry, dict):
+        raise CorpusError(f"{path}: {where}: expected id, tier, title, message, patterns, examples")
+    missing = [k for k in ("id", "tier", "title", "message", "examples") if not entry.get(k)]
+    if missing:
+        raise CorpusError(f"{path}: {where}: missing {', '.join(missing)}")
+    if entry["tier"] not in TIERS:
+        raise CorpusError(f"{path}: {where}: tier {entry['tier']!r} is not one of {', '.join(TIERS)}")
+    return RedFlag(
+        id=str(entry["id"]),
+        tier=str(entry["tier"]),
+        title=str(entry["title"]),
+        message=" ".join(str(entry["message"]).split()),
+        patterns=_compile(path, where, entry.get("patterns") or []),
+        examples=tuple(str(e) for e in entry["examples"]),
+        threshold=float(entry["threshold"]) if entry.get("threshold") is not None else None,
+        resolvable=bool(entry.get("resolvable")),
+        lasting=_words_if(entry.get("lasting")),
+        recovered=_words_if(entry.get("recovered")),
+        relapse=_words_if(entry.get("relapse")),
+    )
+
+
+def _words_if(words: list[str] | None) -> re.Pattern[str] | None:
+    return _word_pattern(words) if words else None
 
 
 def _word_pattern(words: list[str]) -> re.Pattern[str]:
@@ -270,12 +290,13 @@ def triage(
     findings: list[Finding] = []
     found: set[str] = set()
     every = clauses(text)
+    message = " ".join(every)
     openers = [negation_opener(c, rules) for c in every]
     gone = [passed(every, i, rules) for i in range(len(every))]
     affirmed = [(c, gone[i]) for i, c in enumerate(every) if not openers[i]]
     for index, clause in enumerate(every):
         for flag in rules.flags:
-            if flag.id in found or (gone[index] and flag.resolvable):
+            if flag.id in found or (gone[index] and flag.cleared_by_passing(clause, message)):
                 continue
             if match_patterns(clause, flag, rules, openers[index]):
                 findings.append(Finding(flag, clause, "pattern"))
@@ -295,15 +316,25 @@ def triage(
             finding = nearest_flag(clause, similarity[row], owner, rules)
             if finding and finding.flag.tier != "crisis" and rules.reassuring.search(clause):
                 continue
-            if finding and finding.flag.id not in found and not (clause in resolved and finding.flag.resolvable):
+            if (
+                finding
+                and finding.flag.id not in found
+                and not (clause in resolved and finding.flag.cleared_by_passing(clause, message))
+            ):
                 findings.append(finding)
                 found.add(finding.flag.id)
     return Triage(tuple(findings))
 
 
+_LONG_AGO = re.compile(r"(\w+ ){0,3}(years?|decades?|winters?|summers?) ago")
+
+
 def passed(every: list[str], index: int, rules: SafetyRules) -> bool:
-    """Whether the clause, or the one right after it, says the symptom has passed ("but it's gone now")."""
-    return any(rules.resolved.search(c) for c in every[index : index + 2])
+    """Whether the clause, or the one right after it, says the symptom has passed ("but it's gone now"),
+    or the clause right before is only a time long past ("last time, two years ago, I felt breathless")."""
+    if any(rules.resolved.search(c) for c in every[index : index + 2]):
+        return True
+    return index > 0 and bool(_LONG_AGO.fullmatch(every[index - 1]))
 
 
 def nearest_flag(clause: str, similarity: np.ndarray, owner: np.ndarray, rules: SafetyRules) -> Finding | None:

@@ -78,6 +78,12 @@ def test_typos_are_mended_toward_known_words_only():
     assert speller.mend("zoloft and pain") == "zoloft and pain"  # unknown, and nothing near: unchanged
 
 
+def test_real_words_are_never_mended_and_swapped_letters_are():
+    speller = Speller(["is it safe", "what about causing an infection", "falling asleep"], words=["cousin", "feeling"])
+    assert speller.mend("my cousin is feeling it") == "my cousin is feeling it"
+    assert speller.mend("is it saef") == "is it safe"  # two letters swapped: one edit
+
+
 def test_articles_introducing_themselves_and_headings_are_not_quotable():
     assert not quotable("Learn about dry needling for back pain: benefits and risks.", "Intro")
     assert not quotable("This article provides a comprehensive overview of dry needling.", "Intro")

@@ -68,6 +68,33 @@ def test_giving_up_on_a_treatment_is_not_a_crisis(rules, message):
     assert triage(message, rules).findings == ()
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "My back used to wake me up at night on our old mattress. The new one sorted it.",
+        "Last time I had needling, two years ago, I felt a bit breathless afterwards.",
+        "I used to self-harm as a teenager but that was years ago and I'm in a good place now.",
+    ],
+)
+def test_a_symptom_long_past_raises_nothing(rules, message):
+    assert triage(message, rules).findings == ()
+
+
+@pytest.mark.parametrize(
+    ("message", "flag"),
+    [
+        # A history of cancer never passes, even when the treatment did.
+        ("I had breast cancer a few years ago, all clear now, but my back aches", "cancer-warning"),
+        ("they treated my lymph nodes a few years ago, now I've got this new back pain", "cancer-warning"),
+        # A crisis long past that is back, or with no word that the patient is well now.
+        ("I used to self-harm as a teenager and lately I've started again", "self-harm"),
+        ("I used to self-harm as a teenager, years ago", "self-harm"),
+    ],
+)
+def test_what_never_passes_or_has_come_back_is_still_raised(rules, message, flag):
+    assert flag in [f.flag.id for f in triage(message, rules).findings]
+
+
 def test_everyday_back_pain_raises_nothing_by_pattern(rules):
     assert triage("my lower back hurts after gardening", rules).findings == ()
 
