@@ -224,8 +224,9 @@ def distance(word: str, target: str) -> int:
     return rows[-1][-1]
 
 
-def allowed_edits(target: str) -> int:
-    return 0 if len(target) < 4 else 1 if len(target) < 7 else 2
+def allowed_edits(target: str, two_from: int = 7) -> int:
+    """Edits a typo of ``target`` may hold: none in short words, two only in long ones."""
+    return 0 if len(target) < 4 else 1 if len(target) < two_from else 2
 
 
 def within(word: str, target: str) -> bool:
@@ -288,9 +289,9 @@ class Speller:
             near = [
                 (distance(lower, w), len(w) < len(lower), w)  # letters are dropped more than added
                 for w in self._by_initial.get(lower[0], ())
-                if abs(len(w) - len(lower)) <= allowed_edits(w)
+                if abs(len(w) - len(lower)) <= allowed_edits(w, MEND_TWO_FROM)
             ]
-            near = [(d, shorter, w) for d, shorter, w in near if d <= allowed_edits(w)]
+            near = [(d, shorter, w) for d, shorter, w in near if d <= allowed_edits(w, MEND_TWO_FROM)]
             mended = min(near)[2] if near else lower
             if len(self._mended) < 10_000:
                 self._mended[lower] = mended
@@ -301,6 +302,7 @@ class Speller:
 
 
 _WORD = re.compile(r"[A-Za-z]+")
+MEND_TWO_FROM = 8  # a mended word of seven letters may differ in one ("codeine" is not "combine")
 
 
 @lru_cache(maxsize=20_000)

@@ -7,6 +7,7 @@ each flag's example phrasings, so lay wording and paraphrases are caught as well
 
 from __future__ import annotations
 
+import datetime
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -327,14 +328,19 @@ def triage(
 
 
 _LONG_AGO = re.compile(r"(\w+ ){0,3}(years?|decades?|winters?|summers?) ago")
+_IN_YEAR = re.compile(r"\bin (19|20)(\d\d)\b")
 
 
 def passed(every: list[str], index: int, rules: SafetyRules) -> bool:
     """Whether the clause, or the one right after it, says the symptom has passed ("but it's gone now"),
-    or the clause right before is only a time long past ("last time, two years ago, I felt breathless")."""
+    the clause right before is only a time long past ("last time, two years ago, I felt breathless"),
+    or the clause names a year at least two years gone ("a car accident back in 2015")."""
     if any(rules.resolved.search(c) for c in every[index : index + 2]):
         return True
-    return index > 0 and bool(_LONG_AGO.fullmatch(every[index - 1]))
+    if index > 0 and _LONG_AGO.fullmatch(every[index - 1]):
+        return True
+    this_year = datetime.date.today().year
+    return any(int(a + b) <= this_year - 2 for a, b in _IN_YEAR.findall(every[index]))
 
 
 def nearest_flag(clause: str, similarity: np.ndarray, owner: np.ndarray, rules: SafetyRules) -> Finding | None:

@@ -82,6 +82,7 @@ def test_real_words_are_never_mended_and_swapped_letters_are():
     speller = Speller(["is it safe", "what about causing an infection", "falling asleep"], words=["cousin", "feeling"])
     assert speller.mend("my cousin is feeling it") == "my cousin is feeling it"
     assert speller.mend("is it saef") == "is it safe"  # two letters swapped: one edit
+    assert Speller(["combine"]).mend("codeine") == "codeine"  # two edits only in words of eight letters or more
 
 
 def test_articles_introducing_themselves_and_headings_are_not_quotable():

@@ -74,6 +74,7 @@ def test_giving_up_on_a_treatment_is_not_a_crisis(rules, message):
         "My back used to wake me up at night on our old mattress. The new one sorted it.",
         "Last time I had needling, two years ago, I felt a bit breathless afterwards.",
         "I used to self-harm as a teenager but that was years ago and I'm in a good place now.",
+        "I had a car accident back in 2015, whiplash, all sorted with physio years ago.",
     ],
 )
 def test_a_symptom_long_past_raises_nothing(rules, message):
