@@ -61,7 +61,7 @@ screenshots: install browser
 	cp test-artifacts/screenshots/*.png docs/screenshots/
 
 # Answer quality on the patient sets (dev and dev-b tuned on, test never) and K-QA: writes docs/quality.md.
-QUALITY_SETS := $(foreach name,dev dev-b dev-d dev-e dev-f test,--set tests/data/patient-$(name).yaml)
+QUALITY_SETS := $(foreach name,dev dev-b dev-d dev-e dev-f dev-g test,--set tests/data/patient-$(name).yaml)
 quality: index
 	$(PY) -m assistant quality $(QUALITY_SETS) --out docs/quality.md
 

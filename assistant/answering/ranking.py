@@ -298,7 +298,55 @@ class Speller:
         return mended
 
     def mend(self, text: str) -> str:
+        text = _SHORTHAND_WORD.sub(lambda m: SHORTHAND[m.group(0).casefold()], text)
         return _WORD.sub(lambda m: self.word(m.group(0)), text)
+
+
+# Text-speak a patient may type, said in full so it reads like the phrasings ("shud i b4" -> "should i before").
+SHORTHAND = {
+    "u": "you",
+    "ur": "your",
+    "r": "are",
+    "b4": "before",
+    "shud": "should",
+    "shld": "should",
+    "wud": "would",
+    "cud": "could",
+    "wat": "what",
+    "wot": "what",
+    "wht": "what",
+    "wats": "what's",
+    "abt": "about",
+    "wen": "when",
+    "coz": "because",
+    "cos": "because",
+    "cuz": "because",
+    "bc": "because",
+    "pls": "please",
+    "plz": "please",
+    "ppl": "people",
+    "tho": "though",
+    "thx": "thanks",
+    "wanna": "want to",
+    "gonna": "going to",
+    "dont": "don't",
+    "cant": "can't",
+    "doesnt": "doesn't",
+    "isnt": "isn't",
+    "im": "I'm",
+    "ive": "I've",
+    "hv": "have",
+    "rn": "right now",
+    "idk": "I don't know",
+    "dr": "doctor",
+    "2day": "today",
+    "2moro": "tomorrow",
+    "neone": "anyone",
+    "sum1": "someone",
+}
+_SHORTHAND_WORD = re.compile(
+    r"(?<![\w'])(" + "|".join(sorted(SHORTHAND, key=len, reverse=True)) + r")(?![\w']|\.\w)", re.I
+)
 
 
 _WORD = re.compile(r"[A-Za-z]+")

@@ -83,6 +83,7 @@ def test_real_words_are_never_mended_and_swapped_letters_are():
     assert speller.mend("my cousin is feeling it") == "my cousin is feeling it"
     assert speller.mend("is it saef") == "is it safe"  # two letters swapped: one edit
     assert Speller(["combine"]).mend("codeine") == "codeine"  # two edits only in words of eight letters or more
+    assert speller.mend("wat shud i do b4, in the U.S.?") == "what should i do before, in the U.S.?"  # text-speak
 
 
 def test_articles_introducing_themselves_and_headings_are_not_quotable():
