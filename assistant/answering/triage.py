@@ -46,6 +46,9 @@ class RedFlag:
     # ...and, when set, only if the message says the patient is well now and nothing says it is back.
     recovered: re.Pattern[str] | None = None
     relapse: re.Pattern[str] | None = None
+    # Raised when both of a pair match anywhere in the message, in any sentence: a means at hand
+    # ("the rifle's in the truck") and a decision or a time ("at sunup") rarely share a clause.
+    together: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = ()
 
     def cleared_by_passing(self, clause: str, message: str) -> bool:
         """Whether ``clause`` of ``message``, said to have passed, no longer raises this flag."""
@@ -191,7 +194,19 @@ def _read_flag(path: Path, number: int, entry: object) -> RedFlag:
         lasting=_words_if(entry.get("lasting")),
         recovered=_words_if(entry.get("recovered")),
         relapse=_words_if(entry.get("relapse")),
+        together=_pairs(path, where, entry.get("together") or []),
     )
+
+
+def _pairs(path: Path, where: str, entries: object) -> tuple[tuple[re.Pattern[str], re.Pattern[str]], ...]:
+    """``together`` entries: each a mapping of two patterns, ``means`` and ``intent``."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and {"means", "intent"} <= set(e) for e in entries):
+        raise CorpusError(f"{path}: {where}: 'together' must be a list of {{means: pattern, intent: pattern}}")
+    pairs = []
+    for entry in entries:
+        means, intent = _compile(path, where, [entry["means"], entry["intent"]])
+        pairs.append((means, intent))
+    return tuple(pairs)
 
 
 def _words_if(words: list[str] | None) -> re.Pattern[str] | None:
@@ -302,6 +317,14 @@ def triage(
             if match_patterns(clause, flag, rules, openers[index]):
                 findings.append(Finding(flag, clause, "pattern"))
                 found.add(flag.id)
+    for flag in rules.flags:
+        if flag.together and flag.id not in found and not (flag.recovered and flag.cleared_by_passing("", message)):
+            for means, intent in flag.together:
+                at_hand = means.search(message)
+                if at_hand and intent.search(message):
+                    findings.append(Finding(flag, at_hand.group(0), "means and intent"))
+                    found.add(flag.id)
+                    break
     candidates = bounded([c for c, _ in affirmed if comparable(c, rules)])
     if whole and len(every) > 1 and all(comparable(c, rules) or len(c.split()) < MIN_CLAUSE_WORDS for c in every):
         calm = any(over for _, over in affirmed) or any(rules.reassuring.search(c) for c in every)
@@ -327,17 +350,20 @@ def triage(
     return Triage(tuple(findings))
 
 
-_LONG_AGO = re.compile(r"(\w+ ){0,3}(years?|decades?|winters?|summers?) ago")
+_LONG_AGO = re.compile(r"(\w+ ){0,3}(years?|decades?|winters?|summers?) ago|(at|when i was) \d{1,2}")
+_PRESENT = re.compile(r"\b(now|today|again|still|since|currently|at the moment|this week|tonight|lately)\b")
 _IN_YEAR = re.compile(r"\bin (19|20)(\d\d)\b")
 
 
 def passed(every: list[str], index: int, rules: SafetyRules) -> bool:
     """Whether the clause, or the one right after it, says the symptom has passed ("but it's gone now"),
-    the clause right before is only a time long past ("last time, two years ago, I felt breathless"),
+    one of the two clauses before is only a time long past ("last time, two years ago, I felt breathless")
+    and the clause says nothing of now,
     or the clause names a year at least two years gone ("a car accident back in 2015")."""
     if any(rules.resolved.search(c) for c in every[index : index + 2]):
         return True
-    if index > 0 and _LONG_AGO.fullmatch(every[index - 1]):
+    before = every[max(0, index - 2) : index]  # "at 15, before I came out, I hurt myself"
+    if any(_LONG_AGO.fullmatch(c) for c in before) and not _PRESENT.search(every[index]):
         return True
     this_year = datetime.date.today().year
     return any(int(a + b) <= this_year - 2 for a, b in _IN_YEAR.findall(every[index]))

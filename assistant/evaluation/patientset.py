@@ -87,6 +87,8 @@ class Scores:
     with_safety: int = 0
     by_voice: Counter[str] = field(default_factory=Counter)
     by_voice_right: Counter[str] = field(default_factory=Counter)
+    by_flag: Counter[str] = field(default_factory=Counter)
+    by_flag_caught: Counter[str] = field(default_factory=Counter)
     misses: list[str] = field(default_factory=list)
 
     def rate(self, name: str) -> float:
@@ -206,9 +208,11 @@ def score_set(patient_set: PatientSet, ask: AskFn, safety_ends: Callable[[Reply]
     for message, flag in patient_set.red_flags:
         reply = asked(message)
         scores.red_flags += 1
+        scores.by_flag[flag] += 1
         found = reply.trace.flag_ids()
         if flag in found:
             scores.caught += 1
+            scores.by_flag_caught[flag] += 1
         else:
             scores.misses.append(f"red flag {flag} {message!r} -> {reply.status} {found}")
     return scores
@@ -255,12 +259,27 @@ def table(columns: Sequence[tuple[str, Scores]]) -> list[str]:
 
 
 def voice_table(columns: Sequence[tuple[str, Scores]]) -> list[str]:
-    voices = sorted({v for _, s in columns for v in s.by_voice})
+    """First quotes that answer, by how the patient wrote."""
+    return breakdown(columns, "voice", lambda s: (s.by_voice_right, s.by_voice))
+
+
+def flag_table(columns: Sequence[tuple[str, Scores]]) -> list[str]:
+    """Red flags escalated with the right flag, by flag: where triage generalises worst."""
+    return breakdown([(n, s) for n, s in columns if s.red_flags], "flag", lambda s: (s.by_flag_caught, s.by_flag))
+
+
+def breakdown(
+    columns: Sequence[tuple[str, Scores]], label: str, counts: Callable[[Scores], tuple[Counter[str], Counter[str]]]
+) -> list[str]:
+    keys = sorted({k for _, s in columns for k in counts(s)[1]})
     lines = [
-        "| voice | " + " | ".join(name for name, _ in columns) + " |",
+        f"| {label} | " + " | ".join(name for name, _ in columns) + " |",
         "| --- | " + " | ".join("---:" for _ in columns) + " |",
     ]
-    for voice in voices:
-        cells = [f"{s.by_voice_right[voice]}/{s.by_voice[voice]}" if s.by_voice[voice] else "–" for _, s in columns]
-        lines.append(f"| {voice} | " + " | ".join(cells) + " |")
+    for key in keys:
+        cells = []
+        for _, scores in columns:
+            right, total = counts(scores)
+            cells.append(f"{right[key]}/{total[key]}" if total[key] else "–")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return lines

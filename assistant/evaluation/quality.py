@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ..answering.compose import ANSWERED, URGENT, Reply
 from ..config import Settings
 from ..errors import EvalFileError
-from .patientset import Scores, load_patient_set, score_set, table, voice_table
+from .patientset import Scores, flag_table, load_patient_set, score_set, table, voice_table
 
 TARGET_ANSWERED = 0.03
 STATUSES = ("answered", "not_covered", "urgent", "rejected", "unavailable")
@@ -117,6 +117,10 @@ def run_quality(
         "First quote answers, by how the patient wrote:",
         "",
         *voice_table(columns),
+        "",
+        "Red flags escalated with the right flag, by flag:",
+        "",
+        *flag_table(columns),
     ]
     failed = [
         f"{name}: {target}" for name, scores in columns if name.endswith("test") for target in scores.failed_targets()

@@ -96,6 +96,23 @@ def test_what_never_passes_or_has_come_back_is_still_raised(rules, message, flag
     assert flag in [f.flag.id for f in triage(message, rules).findings]
 
 
+def test_a_means_and_a_decision_in_different_sentences_raise_a_crisis(rules):
+    message = "The ranch is going under. The rifle's loaded and in the truck. I'll drive out at sunup."
+    assert "self-harm" in [f.flag.id for f in triage(message, rules).findings]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "The rifle's in the truck, my back hurts after the drive.",  # a means, no decision
+        "I'll try the massage gun on my back tonight.",  # a decision, no means
+        "Pain like a knife between my shoulder blades since tomorrow's session was booked, I'm going to rest.",
+    ],
+)
+def test_a_means_or_a_decision_alone_is_not_a_crisis(rules, message):
+    assert "self-harm" not in [f.flag.id for f in triage(message, rules).findings]
+
+
 def test_everyday_back_pain_raises_nothing_by_pattern(rules):
     assert triage("my lower back hurts after gardening", rules).findings == ()
 
