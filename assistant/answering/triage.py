@@ -319,12 +319,10 @@ def triage(
                 found.add(flag.id)
     for flag in rules.flags:
         if flag.together and flag.id not in found and not (flag.recovered and flag.cleared_by_passing("", message)):
-            for means, intent in flag.together:
-                at_hand = means.search(message)
-                if at_hand and intent.search(message):
-                    findings.append(Finding(flag, at_hand.group(0), "means and intent"))
-                    found.add(flag.id)
-                    break
+            holding = together(flag, every, gone, openers, rules)
+            if holding:
+                findings.append(Finding(flag, holding, "pattern, with the rest of the message"))
+                found.add(flag.id)
     candidates = bounded([c for c, _ in affirmed if comparable(c, rules)])
     if whole and len(every) > 1 and all(comparable(c, rules) or len(c.split()) < MIN_CLAUSE_WORDS for c in every):
         calm = any(over for _, over in affirmed) or any(rules.reassuring.search(c) for c in every)
@@ -350,20 +348,45 @@ def triage(
     return Triage(tuple(findings))
 
 
+def together(flag: RedFlag, every: list[str], gone: list[bool], openers: list[int], rules: SafetyRules) -> str | None:
+    """The clause holding the first half of one of ``flag``'s pairs whose second half is anywhere in the
+    message, unless that clause is negated or said to have passed."""
+    message = " ".join(every)
+    for means, intent in flag.together:
+        if not intent.search(message):
+            continue
+        for index, clause in enumerate(every):
+            if gone[index] and flag.cleared_by_passing(clause, message):
+                continue
+            for match in means.finditer(clause):
+                if openers[index] and match.start() >= openers[index]:
+                    continue
+                if not rules.negation_near.search(clause[: match.start()]):
+                    return clause
+    return None
+
+
 _LONG_AGO = re.compile(r"(\w+ ){0,3}(years?|decades?|winters?|summers?) ago|(at|when i was) \d{1,2}")
 _PRESENT = re.compile(r"\b(now|today|again|still|since|currently|at the moment|this week|tonight|lately)\b")
+_MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
+_PAST = re.compile(
+    rf"\b(last (year|summer|winter|spring|autumn)|\d+ months ago|(a few|a couple of|several|many) months ago"
+    rf"|back in ({_MONTHS}|the (spring|summer|autumn|winter))|a while (back|ago))\b"
+)
 _IN_YEAR = re.compile(r"\bin (19|20)(\d\d)\b")
 
 
 def passed(every: list[str], index: int, rules: SafetyRules) -> bool:
     """Whether the clause, or the one right after it, says the symptom has passed ("but it's gone now"),
     one of the two clauses before is only a time long past ("last time, two years ago, I felt breathless")
-    and the clause says nothing of now,
-    or the clause names a year at least two years gone ("a car accident back in 2015")."""
+    and the clause says nothing of now, or the clause names a time long gone and nothing of now ("back in
+    January", "last year") or a year at least two years gone ("a car accident back in 2015")."""
     if any(rules.resolved.search(c) for c in every[index : index + 2]):
         return True
     before = every[max(0, index - 2) : index]  # "at 15, before I came out, I hurt myself"
     if any(_LONG_AGO.fullmatch(c) for c in before) and not _PRESENT.search(every[index]):
+        return True
+    if _PAST.search(every[index]) and not _PRESENT.search(every[index]):  # "slipped on ice back in January"
         return True
     this_year = datetime.date.today().year
     return any(int(a + b) <= this_year - 2 for a, b in _IN_YEAR.findall(every[index]))

@@ -75,6 +75,8 @@ def test_giving_up_on_a_treatment_is_not_a_crisis(rules, message):
         "Last time I had needling, two years ago, I felt a bit breathless afterwards.",
         "I used to self-harm as a teenager but that was years ago and I'm in a good place now.",
         "I had a car accident back in 2015, whiplash, all sorted with physio years ago.",
+        "Slipped on ice back in January and bruised my back, totally fine since.",
+        "Nearly went over on the ice this morning but caught myself. My back's just its usual stiff self.",
     ],
 )
 def test_a_symptom_long_past_raises_nothing(rules, message):
@@ -94,6 +96,11 @@ def test_a_symptom_long_past_raises_nothing(rules, message):
 )
 def test_what_never_passes_or_has_come_back_is_still_raised(rules, message, flag):
     assert flag in [f.flag.id for f in triage(message, rules).findings]
+
+
+def test_an_injury_and_the_back_in_different_sentences_raise_trauma(rules):
+    message = "Got shunted from behind on the motorway last night. My neck and upper back are really tight today."
+    assert "trauma" in [f.flag.id for f in triage(message, rules).findings]
 
 
 def test_a_means_and_a_decision_in_different_sentences_raise_a_crisis(rules):
