@@ -77,6 +77,7 @@ def test_giving_up_on_a_treatment_is_not_a_crisis(rules, message):
         "I had a car accident back in 2015, whiplash, all sorted with physio years ago.",
         "Slipped on ice back in January and bruised my back, totally fine since.",
         "Nearly went over on the ice this morning but caught myself. My back's just its usual stiff self.",
+        "Sitting on my wallet gives me a tingle in my right buttock.",  # one side: sciatica, not the saddle
     ],
 )
 def test_a_symptom_long_past_raises_nothing(rules, message):
