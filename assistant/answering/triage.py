@@ -371,7 +371,8 @@ _PRESENT = re.compile(r"\b(now|today|again|still|since|currently|at the moment|t
 _MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
 _PAST = re.compile(
     rf"\b(last (year|summer|winter|spring|autumn)|\d+ months ago|(a few|a couple of|several|many) months ago"
-    rf"|(back )?in ({_MONTHS})|back in the (spring|summer|autumn|winter)|last month|a while (back|ago))\b"
+    rf"|(back )?in ({_MONTHS})|back in the (spring|summer|autumn|winter)|last month|a while (back|ago)"
+    r"|the (year|winter|summer|spring|autumn) before last)\b"
 )
 _IN_YEAR = re.compile(r"\bin (19|20)(\d\d)\b")
 
