@@ -15,6 +15,7 @@ answer, as suggestions. Pure functions over arrays: no model, no store.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -199,12 +200,37 @@ def suggest(ranked: Sequence[Candidate], limits: Thresholds) -> tuple[str, ...]:
 
 
 def last_question(text: str) -> str:
-    """The last sentence that asks something, in a message of several ("… my back is sore. Will it help?")."""
+    """The last sentence that asks something, in a message of several ("… my back is sore. Will it help?"),
+    said directly: "I was wondering whether it helps" asks "it helps", "Before I book, what…" asks "what…"."""
     parts = message_sentences(text)
     if len(parts) < 2:
-        return text
-    asking = [p for p in parts if p.endswith("?")]
-    return asking[-1] if asking else parts[-1]
+        return direct(text)
+    asking = [p for p in parts if p.endswith("?")] or [p for p in parts if _FRAME.match(p)]
+    return direct(asking[-1] if asking else parts[-1])
+
+
+_ASKS = r"(what|how|why|when|where|who|which|will|would|can|could|should|is|are|do|does|did|am|has|have|any)\b"
+# How a question is introduced rather than asked: the words carry nothing of what is asked.
+_OPENING = r"^((hi|hello|hey|ok|okay|so|well|also|and|but|quick question)\b[,!.:]?\s+)*"
+_FRAME = re.compile(
+    _OPENING + r"((i\s*(was|am|'m|’m)\s+)?(just\s+)?(wondering|curious)|i\s*(would|'d|’d)\s+(like|love)\s+to\s+know"
+    r"|i\s+(want|need)\s+to\s+know|what\s+i\s+(really\s+)?(want|need)\s+to\s+know\s+is"
+    r"|(can|could|would)\s+you\s+(please\s+)?(tell|explain\s+to|let)\s+me(\s+know)?|please\s+tell\s+me"
+    r"|do\s+you\s+know|my\s+question\s+is)\b[\s,:]*((about|on)\s+)?((whether|if)\b\s*)?",
+    re.IGNORECASE,
+)
+_GREETED = re.compile(_OPENING + "(?=" + _ASKS + ")", re.IGNORECASE)
+# A question after a clause that only sets the scene: "Before I take time off, what difference would it make?"
+_LEAD_CLAUSE = re.compile(
+    r"^(before|after|since|because|as|now that|given that|although|while)\b[^,?]{0,80},\s*(?=" + _ASKS + ")",
+    re.IGNORECASE,
+)
+
+
+def direct(question: str) -> str:
+    """``question`` without the words that introduce it, when something is left to ask."""
+    plain = _LEAD_CLAUSE.sub("", _FRAME.sub("", _GREETED.sub("", question, count=1), count=1), count=1)
+    return plain if len(plain.split()) >= 2 else question
 
 
 _TOKEN = re.compile(r"[A-Za-z]+(?:['’-][A-Za-z]+)*|[^A-Za-z]+")
@@ -264,6 +290,14 @@ def focus(text: str, topics: Sequence[str]) -> str:
     return re.sub(r"\s+(?=[?.!,])", "", re.sub(r"\s{2,}", " ", "".join(out))).strip()
 
 
+def slip(typed: str, word: str) -> int:
+    """How likely a typing slip turns ``word`` into ``typed``: 0 a letter dropped or two swapped,
+    1 a letter mistyped, 2 a letter added."""
+    if len(word) > len(typed) or (len(word) == len(typed) and sorted(word) == sorted(typed)):
+        return 0
+    return 1 if len(word) == len(typed) else 2
+
+
 class Speller:
     """Mends likely typos ("side efects", "practioner", "saef") toward the words the articles, their
     phrasings and the not-covered examples use, so a misspelt question still finds its phrasing.
@@ -272,7 +306,8 @@ class Speller:
     "cousin" is not made "causing" nor "feeling" "falling"."""
 
     def __init__(self, texts: Sequence[str], words: Iterable[str] = ()) -> None:
-        self.known = {w for text in texts for w in _WORD.findall(text.casefold())}
+        self.uses = Counter(w for text in texts for w in _WORD.findall(text.casefold()))
+        self.known = set(self.uses)
         self.real = self.known | {w.casefold() for w in words}
         self._by_initial: dict[str, list[str]] = {}
         for word in sorted(self.known):
@@ -286,13 +321,15 @@ class Speller:
             return word
         mended = self._mended.get(lower)
         if mended is None:
+            # A letter dropped or two swapped is likelier than one mistyped, and that than one added; among
+            # equals, the word the texts use most ("waht": "what", not "want"; "ther": "there", not "then").
             near = [
-                (distance(lower, w), len(w) < len(lower), w)  # letters are dropped more than added
+                (distance(lower, w), slip(lower, w), -self.uses[w], w)
                 for w in self._by_initial.get(lower[0], ())
                 if abs(len(w) - len(lower)) <= allowed_edits(w, MEND_TWO_FROM)
             ]
-            near = [(d, shorter, w) for d, shorter, w in near if d <= allowed_edits(w, MEND_TWO_FROM)]
-            mended = min(near)[2] if near else lower
+            near = [entry for entry in near if entry[0] <= allowed_edits(entry[-1], MEND_TWO_FROM)]
+            mended = min(near)[-1] if near else lower
             if len(self._mended) < 10_000:
                 self._mended[lower] = mended
         return mended
@@ -333,6 +370,15 @@ SHORTHAND = {
     "cant": "can't",
     "doesnt": "doesn't",
     "isnt": "isn't",
+    "arent": "aren't",
+    "didnt": "didn't",
+    "wasnt": "wasn't",
+    "werent": "weren't",
+    "havent": "haven't",
+    "hasnt": "hasn't",
+    "wouldnt": "wouldn't",
+    "couldnt": "couldn't",
+    "shouldnt": "shouldn't",
     "im": "I'm",
     "ive": "I've",
     "hv": "have",

@@ -72,6 +72,17 @@ def test_a_long_story_is_read_for_the_question_it_ends_on():
     assert last_question("is it safe") == "is it safe"
 
 
+def test_a_question_is_read_without_the_words_that_introduce_it():
+    assert last_question("I was wondering whether it helps with back pain?") == "it helps with back pain?"
+    assert last_question("Could you tell me how long it lasts?") == "how long it lasts?"
+    assert last_question("Hi, quick question: does it hurt?") == "does it hurt?"
+    assert last_question("Before I take time off, what difference would it make?") == "what difference would it make?"
+    assert last_question("If I have it today, will it hurt?") == "If I have it today, will it hurt?"  # the if counts
+    story = "My physio wants to try it. What I really want to know is whether it helps. Nothing else has."
+    assert last_question(story) == "it helps."  # no question mark: the sentence that asks
+    assert last_question("I was wondering") == "I was wondering"  # nothing left to ask: as written
+
+
 def test_typos_are_mended_toward_known_words_only():
     speller = Speller(["what are the side effects", "is my practitioner qualified"])
     assert speller.mend("side efects of my practioner") == "side effects of my practitioner"
@@ -84,6 +95,13 @@ def test_real_words_are_never_mended_and_swapped_letters_are():
     assert speller.mend("is it saef") == "is it safe"  # two letters swapped: one edit
     assert Speller(["combine"]).mend("codeine") == "codeine"  # two edits only in words of eight letters or more
     assert speller.mend("wat shud i do b4, in the U.S.?") == "what should i do before, in the U.S.?"  # text-speak
+
+
+def test_the_likelier_slip_and_then_the_commoner_word_wins():
+    speller = Speller(["what is it", "what does it do", "i want it", "there are risks", "then they go"])
+    assert speller.mend("waht is it") == "what is it"  # two letters swapped, not one mistyped ("want")
+    assert speller.mend("ther are risks") == "there are risks"  # a letter dropped, not mistyped ("then", "they")
+    assert Speller(["whet is whet", "what"]).mend("whot") == "whet"  # equally likely slips: the commoner word
 
 
 def test_articles_introducing_themselves_and_headings_are_not_quotable():
