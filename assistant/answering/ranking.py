@@ -199,14 +199,20 @@ def suggest(ranked: Sequence[Candidate], limits: Thresholds) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def last_question(text: str) -> str:
-    """The last sentence that asks something, in a message of several ("… my back is sore. Will it help?"),
-    said directly: "I was wondering whether it helps" asks "it helps", "Before I book, what…" asks "what…"."""
+def questions(text: str, most: int = 3) -> list[str]:
+    """What a message asks, said directly, last ``most`` at most: the sentences that end with "?" in a
+    message of several ("… my back is sore. Will it help?"), else those introduced as questions, else
+    the last. "I was wondering whether it helps" asks "it helps"; "Before I book, what…" asks "what…"."""
     parts = message_sentences(text)
     if len(parts) < 2:
-        return direct(text)
-    asking = [p for p in parts if p.endswith("?")] or [p for p in parts if _FRAME.match(p)]
-    return direct(asking[-1] if asking else parts[-1])
+        return [direct(text)]
+    asking = [p for p in parts if p.endswith("?")] or [p for p in parts if _FRAME.match(p)] or parts[-1:]
+    return [direct(p) for p in asking[-most:]]
+
+
+def last_question(text: str) -> str:
+    """The last thing a message asks (``questions``)."""
+    return questions(text)[-1]
 
 
 _ASKS = r"(what|how|why|when|where|who|which|will|would|can|could|should|is|are|do|does|did|am|has|have|any)\b"

@@ -184,7 +184,7 @@ class Assistant:
             question=question,
             context=context,
             focused=ranking.focus(mend(question), topics),
-            asked=ranking.focus(mend(ranking.last_question(question)), topics),  # the question a story ends on
+            asked=tuple(ranking.focus(mend(q), topics) for q in ranking.questions(question)),  # what a story asks
             focused_context=ranking.focus(context_mended, topics) if context_mended else None,
             # A follow-up is also read together with what came before, as one message would be.
             told=ranking.focus(mend(tail(f"{context} {question}", settings.embedded_chars)), topics)
@@ -199,7 +199,7 @@ class Assistant:
             return read
         # A long message reads the same with its topic said as "it": one long text embedded, not two.
         story = len(question) > settings.story_chars
-        forms = [read.focused if story else question, read.focused, read.asked]
+        forms = [read.focused if story else question, read.focused, *read.asked]
         clauses = clauses_to_embed(text, self.services.rules)
         read.vectors = self._encode_unique([*forms, *clauses, *[c for c in (context, read.focused_context) if c]])
         if story:
@@ -223,10 +223,11 @@ class Assistant:
         rules, manifest = self.services.rules, snapshot.manifest
         topic = not_covered_topic(read.text, rules)
         focused_query = read.focused_query()
-        ranked = self._rank(hits, read.query(), focused_query, snapshot)
+        questions = len(read.asked)
+        ranked = self._rank(hits, read.query(), focused_query, snapshot, questions)
         if read.told and not ranked.quotes:  # a follow-up that says little on its own: read with what came before
             told_vector = self._encode_unique([read.told])[read.told]
-            ranked = self._rank(hits, read.query(), np.vstack([focused_query, told_vector]), snapshot)
+            ranked = self._rank(hits, read.query(), np.vstack([focused_query, told_vector]), snapshot, questions)
         trace.topic = topic.id if topic else None
         trace.ranking = ranked.reason
         trace.not_covered_similarity = round(ranked.not_covered_similarity, 4)
@@ -239,7 +240,7 @@ class Assistant:
             status, body = compose.ANSWERED, compose.quoted_body(quotes)
         else:
             status = NOT_COVERED
-            asking = topic or self.nearest_topic(focused_query[0], snapshot.topics)  # who to ask, as taught
+            asking = topic or self.nearest_topic(focused_query[questions - 1], snapshot.topics)  # who to ask, as taught
             title = manifest.title_of(manifest.default_source)
             # With an alert, the alert says what to do; an article passage would only distract.
             body = "" if alert else compose.not_covered_body(title, asking, rules.default_ask, suggestions)
@@ -263,11 +264,15 @@ class Assistant:
         except AssistantError as exc:
             return None, exc
 
-    def _rank(self, hits: list[Hit], query: np.ndarray, focused: np.ndarray, snapshot: Snapshot) -> ranking.Ranking:
+    def _rank(
+        self, hits: list[Hit], query: np.ndarray, focused: np.ndarray, snapshot: Snapshot, asking: int = 1
+    ) -> ranking.Ranking:
         """Score every quotable sentence of ``hits`` and decide: answer, or refuse with suggestions.
 
-        Phrasings and not-covered examples are compared with the question as ``focused`` (its topic
-        said as "it"); a sentence's own wording with the question as asked."""
+        Phrasings are compared with the question as ``focused`` (its topic said as "it"; one row per
+        reading); a sentence's own wording with the question as asked. The not-covered examples are
+        compared with the first ``asking`` rows, the questions: a message asking several things is
+        answered when one of them is not nearer a question the article does not answer."""
         prepared = [self._prepared(hit, snapshot) for hit in hits]
         found = [sentence for sentences, _, _ in prepared for sentence in sentences]
         width = len(query)
@@ -276,7 +281,7 @@ class Assistant:
         limits = self.thresholds
         candidates = ranking.score(query, focused, found, own, phrasings, limits.own_offset, limits.unphrased_offset)
         examples = self._not_covered_vectors(snapshot.topics)
-        not_covered = float(np.max(examples @ focused[0])) if len(examples) else -1.0
+        not_covered = float(np.min(np.max(focused[:asking] @ examples.T, axis=1))) if len(examples) else -1.0
         return ranking.decide(candidates, not_covered, self.thresholds)
 
     def _prepared(self, hit: Hit, snapshot: Snapshot) -> tuple[list[ranking.Sentence], np.ndarray, list[np.ndarray]]:
@@ -367,7 +372,7 @@ class Reading:
     question: str  # its last ``embedded_chars``
     context: str | None  # the earlier message a short follow-up leans on
     focused: str  # the question with typos mended and the topic said as "it"
-    asked: str  # the last question of a long story, focused
+    asked: tuple[str, ...]  # what the message asks (a long story may ask several things), focused
     focused_context: str | None
     told: str | None  # context and question read as one message, focused
     too_long: bool
@@ -387,12 +392,8 @@ class Reading:
         return with_context(self.vectors[self.question], self.vectors.get(self.context or ""), self.context_weight)
 
     def focused_query(self) -> np.ndarray:
-        """The message's last question and the whole message, focused, each leaning on the focused context.
-        The first row is what the not-covered examples are compared with: in a story, what is asked."""
+        """What the message asks, one row a question, then the whole message, focused, each leaning on the
+        focused context. The question rows are what the not-covered examples are compared with."""
         context = self.vectors.get(self.focused_context or "")
-        return np.stack(
-            [
-                with_context(self.vectors[self.asked], context, self.context_weight),
-                with_context(self.vectors[self.focused], context, self.context_weight),
-            ]
-        )
+        rows = [*self.asked, self.focused]
+        return np.stack([with_context(self.vectors[row], context, self.context_weight) for row in rows])

@@ -13,6 +13,7 @@ from assistant.answering.ranking import (
     decide,
     focus,
     last_question,
+    questions,
     quotable,
     score,
     sentences_of,
@@ -81,6 +82,13 @@ def test_a_question_is_read_without_the_words_that_introduce_it():
     story = "My physio wants to try it. What I really want to know is whether it helps. Nothing else has."
     assert last_question(story) == "it helps."  # no question mark: the sentence that asks
     assert last_question("I was wondering") == "I was wondering"  # nothing left to ask: as written
+
+
+def test_a_story_asking_several_things_is_read_for_each():
+    story = "I'm a nurse. What do the needles do to the muscle? Is it just placebo? A colleague mentioned blood flow."
+    assert questions(story) == ["What do the needles do to the muscle?", "Is it just placebo?"]
+    assert questions("One? Two? Three? Four?", most=3) == ["Two?", "Three?", "Four?"]  # the last few
+    assert questions("My back hurts. I was wondering if it helps.") == ["it helps."]
 
 
 def test_typos_are_mended_toward_known_words_only():
